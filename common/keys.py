@@ -1,0 +1,17 @@
+"""Every Redis key the lab uses, in one place (SPEC §1)."""
+
+from __future__ import annotations
+
+PREFIX = "lab:"
+
+
+def item_key(item_id: int) -> str:
+    return f"{PREFIX}item:{item_id}"
+
+
+def ratelimit_key(client: str) -> str:
+    return f"{PREFIX}rl:{client}"
+
+
+def task_key(task_id: str) -> str:
+    return f"{PREFIX}task:{task_id}"

@@ -1,0 +1,132 @@
+"""RFC 9457 problem details: one exception type every layer raises, one body every
+framework renders. Adapters map their own errors (routing, validation) onto these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "FieldError",
+    "Problem",
+    "bad_json",
+    "backend_unavailable",
+    "not_acceptable",
+    "not_found",
+    "method_not_allowed",
+    "payload_too_large",
+    "unsupported_media_type",
+    "validation",
+]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+MAX_BODY_BYTES = 64 * 1024
+
+_SLUGS = {
+    400: "malformed-json",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation",
+    429: "rate-limited",
+    500: "internal",
+    502: "upstream-error",
+    503: "backend-unavailable",
+    504: "upstream-timeout",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    loc: tuple[str | int, ...]
+    msg: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loc": list(self.loc), "msg": self.msg}
+
+
+@dataclass(slots=True)
+class Problem(Exception):
+    """An HTTP error as data. Raise it anywhere; the adapter renders ``body()``."""
+
+    status: int
+    detail: str
+    errors: Sequence[FieldError] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.status, self.detail)
+
+    @property
+    def type(self) -> str:
+        return f"urn:lab:problem:{_SLUGS.get(self.status, 'error')}"
+
+    @property
+    def title(self) -> str:
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return "Error"
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors:
+            body["errors"] = [e.as_dict() for e in self.errors]
+        body.update(self.extra)
+        return body
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.as_dict())
+
+
+def validation(*errors: FieldError, detail: str | None = None) -> Problem:
+    return Problem(422, detail or "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors),
+                   errors=errors)
+
+
+def not_found(detail: str = "The requested resource does not exist.") -> Problem:
+    return Problem(404, detail)
+
+
+def method_not_allowed(allowed: Sequence[str]) -> Problem:
+    allow = ", ".join(sorted(set(allowed)))
+    return Problem(405, f"Allowed methods: {allow}.", headers={"Allow": allow})
+
+
+def not_acceptable(available: Sequence[str]) -> Problem:
+    return Problem(406, "None of the acceptable media types can be produced. Available: "
+                   + ", ".join(available) + ".")
+
+
+def bad_json(reason: str) -> Problem:
+    return Problem(400, f"The request body is not valid JSON: {reason}")
+
+
+def payload_too_large(limit: int = MAX_BODY_BYTES) -> Problem:
+    return Problem(413, f"The request body exceeds {limit} bytes.")
+
+
+def unsupported_media_type(got: str | None) -> Problem:
+    return Problem(415, f"Expected a body of type application/json, got {got or 'none'}.")
+
+
+def backend_unavailable(what: str, **extra: Any) -> Problem:
+    return Problem(503, f"{what} is unavailable; try again shortly.", headers={"Retry-After": "1"},
+                   extra=extra)
+
+
+def internal() -> Problem:
+    return Problem(500, "An unexpected error occurred; it has been logged.")

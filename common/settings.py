@@ -1,0 +1,104 @@
+"""Configuration from ``LAB_*`` environment variables, read once per process.
+
+Every knob the contract names lives here, so adapters and the harness never read the
+environment themselves. Values are validated at start-up: a bad setting stops the server
+with a clear message instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = ["RateLimit", "Settings", "SettingsError", "get_settings"]
+
+
+class SettingsError(ValueError):
+    """A ``LAB_*`` variable holds a value the lab cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    limit: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*s?\s*", text)
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise SettingsError(f"LAB_RATE_LIMIT must look like '100/60s', got {text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    upstream_url: str
+    upstream_timeout_ms: int = 1000
+    cache_ttl_s: int = 60
+    rate_limit: RateLimit = RateLimit(100, 60)
+    trusted_proxies: tuple[str, ...] = ()
+    limiter_fail_closed: bool = False
+    db_pool_size: int = 10
+    db_timeout_s: float = 3.0
+    cpu_executor: str = "thread"  # thread | process | inline
+    stream_batch: int = 500
+    compression_min_size: int = 1000
+    gzip_level: int = 6
+    br_level: int = 4
+    zstd_level: int = 3
+    add_server_headers: bool = False
+    server_name: str = "lab"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+
+        def num(name: str, default: int, lo: int, hi: int) -> int:
+            raw = e.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+            if not lo <= value <= hi:
+                raise SettingsError(f"{name} must be in {lo}..{hi}, got {value}")
+            return value
+
+        executor = e.get("LAB_CPU_EXECUTOR", "thread")
+        if executor not in {"thread", "process", "inline"}:
+            raise SettingsError(f"LAB_CPU_EXECUTOR must be thread|process|inline, got {executor!r}")
+        fail = e.get("LAB_LIMITER_FAIL", "open")
+        if fail not in {"open", "closed"}:
+            raise SettingsError(f"LAB_LIMITER_FAIL must be open|closed, got {fail!r}")
+        proxies = tuple(p.strip() for p in e.get("LAB_TRUSTED_PROXIES", "").split(",") if p.strip())
+        return cls(
+            database_url=e.get("LAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            redis_url=e.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            upstream_url=e.get("LAB_UPSTREAM_URL", "http://127.0.0.1:8081").rstrip("/"),
+            upstream_timeout_ms=num("LAB_UPSTREAM_TIMEOUT_MS", 1000, 1, 600_000),
+            cache_ttl_s=num("LAB_CACHE_TTL", 60, 1, 86_400 * 30),
+            rate_limit=RateLimit.parse(e.get("LAB_RATE_LIMIT", "100/60s")),
+            trusted_proxies=proxies,
+            limiter_fail_closed=fail == "closed",
+            db_pool_size=num("LAB_DB_POOL_SIZE", 10, 1, 1000),
+            db_timeout_s=num("LAB_DB_TIMEOUT_MS", 3000, 10, 600_000) / 1000,
+            cpu_executor=executor,
+            stream_batch=num("LAB_STREAM_BATCH", 500, 1, 100_000),
+            compression_min_size=num("LAB_COMPRESSION_MIN_SIZE", 1000, 0, 1 << 30),
+            gzip_level=num("LAB_GZIP_LEVEL", 6, 1, 9),
+            br_level=num("LAB_BR_LEVEL", 4, 0, 11),
+            zstd_level=num("LAB_ZSTD_LEVEL", 3, 1, 22),
+            add_server_headers=e.get("LAB_SERVER_HEADERS", "") == "1",
+            server_name=e.get("LAB_SERVER_NAME", "lab"),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings; cached because the environment does not change after start."""
+    return Settings.from_env()

@@ -1,0 +1,48 @@
+"""Every SQL statement the implementations run, shared by asyncpg and psycopg.
+
+Placeholders are written ``$1`` (asyncpg's style); :func:`psycopg_style` rewrites them for
+psycopg so the two drivers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ITEM = "id, name, category, price::float8, description, created_at"
+
+ITEM_BY_ID = f"SELECT {_ITEM} FROM items WHERE id = $1"
+ITEMS_PAGE = f"SELECT {_ITEM} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
+ITEMS_PAGE_IN_CATEGORY = (
+    f"SELECT {_ITEM} FROM items WHERE id > $1 AND category = $3 ORDER BY id LIMIT $2"
+)
+# Offset pagination, kept for the offset-vs-keyset experiment.
+ITEMS_PAGE_OFFSET = f"SELECT {_ITEM} FROM items ORDER BY id OFFSET $1 LIMIT $2"
+ITEMS_BATCH = f"SELECT {_ITEM} FROM items WHERE id = ANY($1::int[])"
+ITEMS_FIRST = f"SELECT {_ITEM} FROM items WHERE id <= $1 ORDER BY id"
+ITEM_INSERT = (
+    "INSERT INTO items (name, category, price, description, created_at) "
+    f"VALUES ($1, $2, $3, '', now()) RETURNING {_ITEM}"
+)
+
+WORLD_BY_ID = "SELECT id, randomnumber FROM world WHERE id = $1"
+WORLD_UPDATE = (
+    "UPDATE world AS w SET randomnumber = v.r FROM "
+    "(SELECT unnest($1::int[]) AS id, unnest($2::int[]) AS r) AS v WHERE w.id = v.id"
+)
+FORTUNES = "SELECT id, message FROM fortune"
+
+PING = "SELECT 1"
+
+_DOLLAR = re.compile(r"\$(\d+)")
+
+
+def psycopg_style(statement: str) -> str:
+    """``$1`` → ``%s`` in order; the lab's statements use each placeholder once, ascending,
+    except ITEMS_PAGE_IN_CATEGORY, whose $3 follows $1 and precedes $2: callers of the sync
+    twin pass parameters in the order :func:`placeholder_order` gives."""
+    return _DOLLAR.sub("%s", statement.replace("%", "%%"))
+
+
+def placeholder_order(statement: str) -> list[int]:
+    """The 0-based argument indexes in the order their placeholders appear."""
+    return [int(m) - 1 for m in _DOLLAR.findall(statement)]

@@ -1,0 +1,81 @@
+"""The ``lab`` command (SPEC §5). Each sub-command lives in its own module; this file only
+declares the command line, so ``lab --help`` is the whole surface in one place."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import matrix
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="The Python web-API performance lab.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    services = sub.add_parser("services", help="start, stop or show PostgreSQL and Redis")
+    services.add_argument("action", choices=["up", "down", "status"])
+
+    db = sub.add_parser("db", help="database schema and seed data")
+    db.add_argument("action", choices=["init"])
+
+    serve = sub.add_parser("serve", help="run one framework x server pair in the foreground")
+    serve.add_argument("--framework", required=True, choices=[f.name for f in matrix.frameworks()])
+    serve.add_argument("--server", required=True, choices=[s.name for s in matrix.servers()])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    upstream = sub.add_parser("upstream", help="run the upstream service of SPEC §3.12")
+    upstream.add_argument("--host", default="127.0.0.1")
+    upstream.add_argument("--port", type=int, default=8081)
+    upstream.add_argument("--fail-every", type=int, default=0,
+                          help="answer 503 to every K-th call (fault tests)")
+
+    bench = sub.add_parser("bench", help="run the benchmark matrix")
+    bench.add_argument("--framework", action="append", default=[])
+    bench.add_argument("--server", action="append", default=[])
+    bench.add_argument("--scenario", action="append", default=[])
+    bench.add_argument("--quick", action="store_true")
+    bench.add_argument("--repeat", type=int)
+    bench.add_argument("--duration", type=float)
+    bench.add_argument("--out")
+
+    report = sub.add_parser("report", help="tables, plots and the HTML report from results")
+    report.add_argument("dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "services":
+        from . import services
+
+        return services.command(args.action)
+    if args.command == "db":
+        from . import seed
+
+        return seed.command_init()
+    if args.command == "serve":
+        from . import serve
+
+        return serve.command(args.framework, args.server, host=args.host, port=args.port,
+                             workers=args.workers)
+    if args.command == "upstream":
+        from . import upstream
+
+        return upstream.command(args.host, args.port, fail_every=args.fail_every)
+    if args.command in {"bench", "report"}:
+        try:
+            from bench import cli as bench_cli  # type: ignore[attr-defined]
+        except ImportError:
+            print(f"lab {args.command}: the harness is not installed in this checkout",
+                  file=sys.stderr)
+            return 2
+        return int(bench_cli.command(args))
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""``lab serve``: run one framework x server pair in the foreground (SPEC §5).
+
+It resolves the services' URLs, starts the upstream service unless ``LAB_UPSTREAM_URL`` is
+set, runs the server's command from the registry, and on SIGINT/SIGTERM stops both process
+groups and exits 0 with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from types import FrameType
+
+from . import matrix, procs, services
+
+
+def command(framework: str, server: str, *, host: str, port: int, workers: int) -> int:
+    try:
+        pair = matrix.pair(framework, server)
+        urls = services.current_urls()
+    except (KeyError, services.ServicesError) as exc:
+        print(f"lab serve: {exc}", file=sys.stderr)
+        return 2
+    env = {**os.environ, "LAB_DATABASE_URL": urls.database_url, "LAB_REDIS_URL": urls.redis_url,
+           **pair.env}
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    upstream: subprocess.Popen[bytes] | None = None
+    server_proc: subprocess.Popen[bytes] | None = None
+    try:
+        if not env.get("LAB_UPSTREAM_URL"):
+            up_port = procs.free_port(host)
+            upstream = procs.spawn([sys.executable, "-m", "lab.cli", "upstream", "--host", host,
+                                    "--port", str(up_port)], env=env, cwd=matrix.REPO_ROOT)
+            procs.wait_http_ok(f"http://{host}:{up_port}/health", timeout_s=30, proc=upstream)
+            env["LAB_UPSTREAM_URL"] = f"http://{host}:{up_port}"
+        argv = pair.argv(host=host, port=port, workers=workers)
+        print(f"lab serve: {pair.id} on http://{host}:{port} ({workers} worker(s))",
+              file=sys.stderr, flush=True)
+        server_proc = procs.spawn(argv, env=env, cwd=matrix.REPO_ROOT)
+        while not stop.wait(0.2):
+            if server_proc.poll() is not None:
+                print(f"lab serve: server exited with {server_proc.returncode}", file=sys.stderr)
+                return server_proc.returncode or 1
+        return 0
+    finally:
+        if server_proc is not None:
+            procs.stop_group(server_proc)
+        if upstream is not None:
+            procs.stop_group(upstream, grace_s=5)
