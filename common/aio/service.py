@@ -1,0 +1,317 @@
+"""Every endpoint's I/O, async: fetch with asyncpg / redis.asyncio / aiohttp, then hand the
+data to :mod:`common.replies`. Adapters call one function per route and render the result.
+
+Failures of PostgreSQL become a 503 problem (:func:`database`); failures of Redis degrade as
+the contract says (cache BYPASS, limiter fail-open) instead of failing the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import aiohttp
+import asyncpg
+import redis.exceptions
+
+from .. import cpu as cpu_mod
+from .. import formats, keys, ratelimit, replies, sql, techempower
+from ..items import PRODUCTS_COUNT, ItemIn, TaskIn
+from ..problems import Problem, backend_unavailable
+from ..reply import Reply, StreamReply
+from .resources import Resources
+
+log = logging.getLogger("lab")
+T = TypeVar("T")
+
+# What a dead or restarting PostgreSQL looks like to asyncpg.
+DB_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[None]:
+    """Map a PostgreSQL outage to the contract's 503 problem (SPEC §2.1)."""
+    try:
+        yield
+    except DB_DOWN as exc:
+        log.warning("PostgreSQL unavailable: %r", exc)
+        raise backend_unavailable("PostgreSQL") from None
+
+
+# -- TechEmpower group (SPEC §3.1) ------------------------------------------------------
+
+
+async def db(res: Resources) -> Reply:
+    with database():
+        row = await res.db.fetchrow(sql.WORLD_BY_ID, techempower.random_number())
+    return replies.json_reply(techempower.world_dict(row))
+
+
+async def queries(res: Resources, count: int) -> Reply:
+    """One query per row, as TechEmpower requires, on one connection."""
+    with database():
+        async with res.db.acquire() as conn:
+            rows = [await conn.fetchrow(sql.WORLD_BY_ID, i) for i in techempower.random_ids(count)]
+    return replies.json_reply([techempower.world_dict(r) for r in rows])
+
+
+async def updates(res: Resources, count: int) -> Reply:
+    ids = techempower.random_ids(count)
+    with database():
+        async with res.db.acquire() as conn:
+            worlds = [techempower.world_dict(await conn.fetchrow(sql.WORLD_BY_ID, i)) for i in ids]
+            for world in worlds:
+                world["randomNumber"] = techempower.random_number()
+            # Sorted ids: concurrent batched updates then lock rows in one order (no deadlock).
+            ordered = sorted(worlds, key=lambda w: w["id"])
+            await conn.execute(sql.WORLD_UPDATE, [w["id"] for w in ordered],
+                               [w["randomNumber"] for w in ordered])
+    return replies.json_reply(worlds)
+
+
+async def fortunes(res: Resources) -> Reply:
+    with database():
+        rows = await res.db.fetch(sql.FORTUNES)
+    return Reply(techempower.render_fortunes((r[0], r[1]) for r in rows),
+                 media_type="text/html; charset=utf-8")
+
+
+# -- Items (SPEC §3.3-3.6, 3.10, 3.11, 3.13) --------------------------------------------
+
+
+async def get_item(res: Resources, item_id: int) -> Reply:
+    with database():
+        row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
+    return replies.item_reply(row)
+
+
+async def list_items(res: Resources, limit: int, after: int, category: str | None) -> Reply:
+    with database():
+        if category is None:
+            rows = await res.db.fetch(sql.ITEMS_PAGE, after, limit + 1)
+        else:
+            rows = await res.db.fetch(sql.ITEMS_PAGE_IN_CATEGORY, after, limit + 1, category)
+    return replies.page_reply(rows, limit, category)
+
+
+async def batch_items(res: Resources, ids: list[int]) -> Reply:
+    with database():
+        rows = await res.db.fetch(sql.ITEMS_BATCH, ids)
+    return replies.batch_reply(rows, ids)
+
+
+async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Reply:
+    """Cache-aside: Redis first, PostgreSQL on a miss; Redis down → BYPASS (SPEC §3.6)."""
+    ttl = res.settings.cache_ttl_s
+    key = keys.item_key(item_id)
+    redis_ok = True
+    try:
+        body: bytes | None = await res.redis.get(key)
+    except REDIS_DOWN:
+        body, redis_ok = None, False
+    if body is not None:
+        return replies.cached_item_reply(body, ttl_s=ttl, x_cache="HIT", if_none_match=if_none_match)
+    with database():
+        row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
+    body = replies.item_body(row)
+    if body is None:
+        return replies.item_reply(None)  # raises 404; misses are not cached
+    if redis_ok:
+        try:
+            await res.redis.set(key, body, ex=ttl)
+        except REDIS_DOWN:
+            redis_ok = False
+    return replies.cached_item_reply(body, ttl_s=ttl, x_cache="MISS" if redis_ok else "BYPASS",
+                                     if_none_match=if_none_match)
+
+
+async def report(res: Resources, rows: int) -> Reply:
+    with database():
+        fetched = await res.db.fetch(sql.ITEMS_FIRST, rows)
+    return replies.report_reply(fetched)
+
+
+async def products(res: Resources, accept: str | None) -> Reply:
+    media_type = replies.products_media_type(accept)
+    with database():
+        rows = await res.db.fetch(sql.ITEMS_FIRST, PRODUCTS_COUNT)
+    return replies.products_reply(rows, media_type)
+
+
+async def create_item(res: Resources, item: ItemIn) -> Reply:
+    with database():
+        row = await res.db.fetchrow(sql.ITEM_INSERT, item.name, item.category, round(item.price, 2))
+    assert row is not None
+    return replies.created_item_reply(row)
+
+
+# -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
+
+
+def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
+    """Negotiate now (a 406 must come before the first byte); fetch lazily while sending."""
+    fmt = formats.stream_format(replies.stream_media_type(accept))
+    return StreamReply(_item_chunks(res, count, fmt), formats.content_type_header(fmt.media_type),
+                       headers={"Vary": "Accept"})
+
+
+async def _item_chunks(res: Resources, count: int, fmt: formats.StreamFormat) -> AsyncIterator[bytes]:
+    yield fmt.head()
+    batch = res.settings.stream_batch
+    # A server-side cursor needs a transaction; it holds one pool connection while it streams
+    # and memory stays one batch deep, whatever the count.
+    async with res.db.acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(sql.ITEMS_FIRST, count)
+        while rows := await cursor.fetch(batch):
+            yield fmt.batch([replies.item_dict(r) for r in rows])
+    yield fmt.tail()
+
+
+def stream_events(count: int, interval_ms: int) -> StreamReply:
+    return StreamReply(_events(count, interval_ms), "text/event-stream",
+                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(count: int, interval_ms: int) -> AsyncIterator[bytes]:
+    for seq in range(1, count + 1):
+        if seq > 1 and interval_ms:
+            await asyncio.sleep(interval_ms / 1000)
+        yield formats.sse_event(seq, count)
+
+
+# -- Rate limiting (SPEC §3.7) ----------------------------------------------------------
+
+
+async def limited(res: Resources, client: str) -> Reply:
+    rl = res.settings.rate_limit
+    try:
+        count, ttl_ms = await res.ratelimit_script(
+            keys=[keys.ratelimit_key(client)], args=[rl.limit, rl.window_s * 1000]
+        )
+    except REDIS_DOWN:
+        if res.settings.limiter_fail_closed:
+            raise backend_unavailable("The rate limiter (Redis)") from None
+        return Reply(b'{"status":"ok"}', headers=ratelimit.fail_open_headers(rl.limit))
+    decision = ratelimit.decide(int(count), int(ttl_ms), rl.limit)
+    headers = ratelimit.headers(decision)
+    if not decision.allowed:
+        raise Problem(429, f"Rate limit of {rl.limit} requests per {rl.window_s} s exceeded.",
+                      headers=headers)
+    return Reply(b'{"status":"ok"}', headers=headers)
+
+
+# -- Fan-out (SPEC §3.12) ---------------------------------------------------------------
+
+
+async def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
+    started = time.perf_counter()
+    timeout = aiohttp.ClientTimeout(total=res.settings.upstream_timeout_ms / 1000)
+    url = res.settings.upstream_url + "/work"
+
+    async def call(i: int) -> dict[str, Any] | str:
+        try:
+            async with res.http.get(url, params={"i": i, "delay_ms": delay_ms},
+                                    timeout=timeout) as resp:
+                if resp.status != 200:
+                    return f"status {resp.status}"
+                body: dict[str, Any] = await resp.json(loads=_loads)
+                return body
+        except TimeoutError:
+            return "timeout"
+        except (aiohttp.ClientError, OSError, ValueError):
+            return "connection"
+
+    outcomes = await asyncio.gather(*(call(i) for i in range(n)))
+    return replies.aggregate_reply(outcomes, started)
+
+
+def _loads(raw: str) -> Any:
+    import orjson
+
+    return orjson.loads(raw)
+
+
+# -- CPU and tasks (SPEC §3.14, 3.15) ---------------------------------------------------
+
+
+async def run_cpu(res: Resources, fn: Callable[[int], T], n: int) -> T:
+    """Off the event loop on the configured executor; ``inline`` blocks it (experiment)."""
+    if res.cpu is None:
+        return fn(n)
+    return await asyncio.get_running_loop().run_in_executor(res.cpu, fn, n)
+
+
+async def cpu(res: Resources, n: int) -> Reply:
+    return replies.cpu_reply(n, await run_cpu(res, cpu_mod.spin, n))
+
+
+async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
+    """Record the task in Redis, then let the framework run :func:`run_task` after replying."""
+    task_id = secrets.token_hex(16)
+    try:
+        async with res.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.task_key(task_id), mapping=replies.task_state(task_id, spec))
+            pipe.expire(keys.task_key(task_id), TASK_TTL_S)
+            await pipe.execute()
+    except REDIS_DOWN:
+        raise backend_unavailable("The task store (Redis)") from None
+    return replies.task_accepted_reply(task_id), task_id
+
+
+TASK_TTL_S = 3600
+
+
+async def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
+    key = keys.task_key(task_id)
+    try:
+        await res.redis.hset(key, "status", "running")
+        if spec.delay_ms:
+            await asyncio.sleep(spec.delay_ms / 1000)
+        result = await run_cpu(res, cpu_mod.spin, spec.n)
+        await res.redis.hset(key, mapping={"status": "done", "result": str(result)})
+    except Exception as exc:  # a task's failure is its state, not a crash of the worker
+        log.exception("task %s failed", task_id)
+        with contextlib.suppress(*REDIS_DOWN):
+            await res.redis.hset(key, mapping={"status": "failed", "error": type(exc).__name__})
+
+
+async def get_task(res: Resources, task_id: str) -> Reply:
+    try:
+        state = await res.redis.hgetall(keys.task_key(task_id))
+    except REDIS_DOWN:
+        raise backend_unavailable("The task store (Redis)") from None
+    return replies.task_reply({k.decode(): v.decode() for k, v in state.items()})
+
+
+# -- Health (SPEC §3.16) ----------------------------------------------------------------
+
+
+async def health(res: Resources) -> Reply:
+    async def db_ok() -> bool:
+        try:
+            await res.db.fetchval(sql.PING, timeout=1)
+            return True
+        except DB_DOWN:
+            return False
+
+    async def cache_ok() -> bool:
+        try:
+            return bool(await res.redis.ping())
+        except REDIS_DOWN:
+            return False
+
+    db_state, cache_state = await asyncio.gather(db_ok(), cache_ok())
+    return replies.health_reply(db_state, cache_state)

@@ -1,0 +1,264 @@
+"""FastAPI adapter: routing, validation and lifecycle the FastAPI way; behaviour from common/.
+
+Validation is FastAPI's own (``Annotated[int, Query(ge=..., le=...)]`` and a pydantic model for
+the body); its errors are mapped onto the lab's RFC 9457 problems in one handler. Handlers
+return ``Response`` objects built from the domain's ``Reply``, which skips FastAPI's
+``jsonable_encoder`` pass: the body is already JSON bytes from orjson.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from common import items, ratelimit, techempower
+from common.aio import Resources, open_resources, service
+from common.asgi import LabMiddleware
+from common.items import INT32_MAX, INT32_MIN
+from common.problems import MAX_BODY_BYTES, PROBLEM_MEDIA_TYPE, FieldError, Problem, internal
+from common.problems import validation as validation_problem
+from common.reply import Reply, StreamReply
+from common.settings import get_settings
+from common.validation import is_json_media_type, parse_ids
+
+# -- Rendering ----------------------------------------------------------------------------
+
+
+def render(reply: Reply | StreamReply) -> Response:
+    if isinstance(reply, StreamReply):
+        return StreamingResponse(reply.chunks, reply.status, dict(reply.headers), reply.media_type)
+    return Response(reply.body, reply.status, dict(reply.headers), reply.media_type)
+
+
+def problem_response(problem: Problem) -> Response:
+    return Response(problem.body(), problem.status, problem.headers, PROBLEM_MEDIA_TYPE)
+
+
+# -- Lifecycle and dependencies ------------------------------------------------------------
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with open_resources(get_settings()) as resources:
+        app.state.resources = resources
+        yield
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+Res = Annotated[Resources, Depends(get_resources)]
+
+
+class JSONBodyRoute(APIRoute):
+    """415 before the body is parsed: FastAPI would otherwise report a non-JSON body as a
+    422 validation error. A custom route class is FastAPI's documented hook for this."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if (await request.body()).strip() and not is_json_media_type(content_type):
+                return problem_response(Problem(415, "Expected a body of type application/json, "
+                                                f"got {content_type or 'none'}."))
+            return await handler(request)
+
+        return checked
+
+
+# -- Request bodies (pydantic, FastAPI's native validation) -------------------------------
+
+
+class ItemBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=items.NAME_MAX, strict=True)]
+    category: Literal[items.CATEGORIES]  # type: ignore[valid-type]
+    price: Annotated[float, Field(ge=0, le=items.PRICE_MAX, strict=True)]
+
+
+class TaskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: Annotated[int, Field(ge=1, le=items.CPU_MAX, strict=True)] = items.TASK_N_DEFAULT
+    delay_ms: Annotated[int, Field(ge=0, le=items.DELAY_MAX, strict=True)] = 0
+
+
+ItemId = Annotated[int, Path(ge=INT32_MIN, le=INT32_MAX)]
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  max_body_size=MAX_BODY_BYTES)
+    app.add_middleware(LabMiddleware, settings=settings, enforce_body_limit=False)
+    add_error_handlers(app)
+
+    @app.get("/plaintext")
+    async def plaintext() -> Response:
+        return PlainTextResponse(b"Hello, World!")
+
+    @app.get("/json")
+    async def json() -> Response:
+        return Response(b'{"message":"Hello, World!"}', media_type="application/json")
+
+    @app.get("/db")
+    async def db(res: Res) -> Response:
+        return render(await service.db(res))
+
+    @app.get("/queries")
+    async def queries(res: Res, queries: str | None = None) -> Response:
+        return render(await service.queries(res, techempower.queries_param(queries)))
+
+    @app.get("/updates")
+    async def updates(res: Res, queries: str | None = None) -> Response:
+        return render(await service.updates(res, techempower.queries_param(queries)))
+
+    @app.get("/fortunes")
+    async def fortunes(res: Res) -> Response:
+        return render(await service.fortunes(res))
+
+    @app.get("/items/batch")
+    async def batch(res: Res, ids: str | None = None) -> Response:
+        return render(await service.batch_items(res, parse_ids(ids)))
+
+    @app.get("/items/{id}")
+    async def get_item(res: Res, id: ItemId) -> Response:
+        return render(await service.get_item(res, id))
+
+    @app.get("/items")
+    async def list_items(
+        res: Res,
+        limit: Annotated[int, Query(ge=1, le=items.PAGE_LIMIT_MAX)] = items.PAGE_LIMIT_DEFAULT,
+        after: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+        category: Literal[items.CATEGORIES] | None = None,  # type: ignore[valid-type]
+    ) -> Response:
+        return render(await service.list_items(res, limit, after, category))
+
+    # Routes that take a JSON body check its media type first (JSONBodyRoute).
+    with_body = APIRouter(route_class=JSONBodyRoute)
+
+    @with_body.post("/items")
+    async def create_item(res: Res, item: ItemBody) -> Response:
+        spec = items.ItemIn(item.name, item.category, item.price)
+        return render(await service.create_item(res, spec))
+
+    @app.get("/cached/items/{id}")
+    async def cached_item(
+        res: Res, id: ItemId, if_none_match: Annotated[str | None, Header()] = None
+    ) -> Response:
+        return render(await service.cached_item(res, id, if_none_match))
+
+    @app.get("/limited")
+    async def limited(request: Request, res: Res) -> Response:
+        peer = request.client.host if request.client else None
+        client = ratelimit.client_key(peer, request.headers.get("x-forwarded-for"),
+                                      settings.trusted_proxies)
+        return render(await service.limited(res, client))
+
+    @app.get("/stream/items")
+    async def stream_items(
+        res: Res,
+        count: Annotated[int, Query(ge=1, le=items.STREAM_COUNT_MAX)] = items.STREAM_COUNT_DEFAULT,
+        accept: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        return render(service.stream_items(res, count, accept))
+
+    @app.get("/stream/events")
+    async def stream_events(
+        count: Annotated[int, Query(ge=1, le=items.EVENTS_COUNT_MAX)] = items.EVENTS_COUNT_DEFAULT,
+        interval_ms: Annotated[
+            int, Query(ge=0, le=items.EVENTS_INTERVAL_MAX)] = items.EVENTS_INTERVAL_DEFAULT,
+    ) -> Response:
+        return render(service.stream_events(count, interval_ms))
+
+    @app.get("/report")
+    async def report(
+        res: Res,
+        rows: Annotated[int, Query(ge=1, le=items.REPORT_ROWS_MAX)] = items.REPORT_ROWS_DEFAULT,
+    ) -> Response:
+        return render(await service.report(res, rows))
+
+    @app.get("/products")
+    async def products(res: Res, accept: Annotated[str | None, Header()] = None) -> Response:
+        return render(await service.products(res, accept))
+
+    @app.get("/aggregate")
+    async def aggregate(
+        res: Res,
+        n: Annotated[int, Query(ge=1, le=items.FANOUT_MAX)] = items.FANOUT_DEFAULT,
+        delay_ms: Annotated[int, Query(ge=0, le=items.DELAY_MAX)] = items.DELAY_DEFAULT,
+    ) -> Response:
+        return render(await service.aggregate(res, n, delay_ms))
+
+    @app.get("/cpu")
+    async def cpu(
+        res: Res, n: Annotated[int, Query(ge=1, le=items.CPU_MAX)] = items.CPU_DEFAULT
+    ) -> Response:
+        return render(await service.cpu(res, n))
+
+    @with_body.post("/tasks")
+    async def create_task(
+        res: Res, background: BackgroundTasks, body: TaskBody | None = None
+    ) -> Response:
+        spec = items.TaskIn(body.n, body.delay_ms) if body else items.TaskIn()
+        reply, task_id = await service.create_task(res, spec)
+        background.add_task(service.run_task, res, task_id, spec)
+        return render(reply)
+
+    @app.get("/tasks/{task_id}")
+    async def get_task(res: Res, task_id: str) -> Response:
+        return render(await service.get_task(res, task_id))
+
+    @app.get("/health")
+    async def health(res: Res) -> Response:
+        return render(await service.health(res))
+
+    app.include_router(with_body)
+    return app
+
+
+# -- Error mapping -------------------------------------------------------------------------
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> Response:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
+            return problem_response(Problem(400, f"The request body is not valid JSON: {detail}"))
+        return problem_response(validation_problem(*(
+            FieldError(_loc(e["loc"]), e["msg"]) for e in errors)))
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return problem_response(Problem(exc.status_code, detail, headers=headers))
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return problem_response(internal())
+
+
+def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """pydantic reports a missing JSON object as ``("body",)``, a union branch as an extra
+    segment (``("body", "TaskBody", "n")``): keep where and which field."""
+    return tuple(part for part in loc if part not in {"TaskBody", "ItemBody"})
+
+
+app = create_app()
