@@ -49,21 +49,24 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 async def problem_response(send: Send, problem: Problem) -> None:
     body = problem.body()
-    headers = [(b"content-type", b"application/problem+json"),
-               (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class LabMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, *, enforce_body_limit: bool = True) -> None:
-        """``enforce_body_limit=False`` for frameworks with a body limit of their own (FastAPI's
-        ``max_body_size``, Litestar's ``request_max_body_size``): theirs turns an oversize body
-        into an error their handlers render."""
+    def __init__(self, app: ASGIApp, settings: Settings, *, count_body: bool = True) -> None:
+        """A declared ``Content-Length`` over the limit is always answered here, before the app
+        runs. ``count_body=False`` leaves chunked bodies to a framework's own limit (FastAPI's
+        ``max_body_size``, Litestar's ``request_max_body_size``), whose error its handlers
+        render as a problem."""
         self.app = app
         self.settings = settings
-        self.enforce_body_limit = enforce_body_limit
+        self.count_body = count_body
         self.server_headers = settings.add_server_headers
         self.server_name = settings.server_name.encode()
 
@@ -72,13 +75,13 @@ class LabMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        length = header(scope, b"content-length") if self.enforce_body_limit else None
+        length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             send = self._wrap_send(send, started, None)
             await problem_response(send, payload_too_large())
             return
         coding = negotiation.best_encoding(header(scope, b"accept-encoding"))
-        if self.enforce_body_limit:
+        if self.count_body:
             receive = _limited_receive(receive)
         await self.app(scope, receive, self._wrap_send(send, started, coding))
 
@@ -146,11 +149,18 @@ class _Responder:
         if compression.is_compressible(media_type):
             headers = [h for h in headers if h[0] != b"vary"]
             headers.append((b"vary", compression.merge_vary(vary, "Accept-Encoding").encode()))
-        chosen = self.coding if compression.should_compress(
-            coding=self.coding, media_type=media_type, status=start["status"],
-            content_encoding=content_encoding,
-            length=length if streamed else len(body),
-            min_size=settings.compression_min_size) else None
+        chosen = (
+            self.coding
+            if compression.should_compress(
+                coding=self.coding,
+                media_type=media_type,
+                status=start["status"],
+                content_encoding=content_encoding,
+                length=length if streamed else len(body),
+                min_size=settings.compression_min_size,
+            )
+            else None
+        )
         if chosen is None:
             start["headers"] = headers
             self.passthrough = True
@@ -168,8 +178,9 @@ class _Responder:
             return
         self.encoder = compression.new_encoder(chosen, settings)
         await self.raw_send(start)
-        await self.raw_send({"type": "http.response.body", "body": self.encoder.compress(body),
-                             "more_body": True})
+        await self.raw_send(
+            {"type": "http.response.body", "body": self.encoder.compress(body), "more_body": True}
+        )
 
 
 def _limited_receive(receive: Receive) -> Receive:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 import orjson
@@ -15,13 +14,21 @@ __all__ = [
     "INT32_MIN",
     "ITEM_COLUMNS",
     "ItemIn",
+    "Row",
     "TaskIn",
     "dump",
     "item_dict",
 ]
 
 CATEGORIES: tuple[str, ...] = (
-    "books", "electronics", "garden", "grocery", "health", "music", "sports", "toys",
+    "books",
+    "electronics",
+    "garden",
+    "grocery",
+    "health",
+    "music",
+    "sports",
+    "toys",
 )
 Category = Literal["books", "electronics", "garden", "grocery", "health", "music", "sports", "toys"]
 
@@ -59,7 +66,13 @@ class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
     delay_ms: Annotated[int, msgspec.Meta(ge=0, le=DELAY_MAX)] = 0
 
 
-def item_dict(row: Sequence[Any]) -> dict[str, Any]:
+class Row(Protocol):
+    """A fetched row: an asyncpg ``Record`` or a psycopg tuple; both index by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def item_dict(row: Row) -> dict[str, Any]:
     """Shape a row selected with ``ITEM_COLUMNS`` (price already ``float8``) as the API's item."""
     return {
         "id": row[0],

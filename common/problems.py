@@ -14,11 +14,11 @@ __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "FieldError",
     "Problem",
-    "bad_json",
     "backend_unavailable",
+    "bad_json",
+    "method_not_allowed",
     "not_acceptable",
     "not_found",
-    "method_not_allowed",
     "payload_too_large",
     "unsupported_media_type",
     "validation",
@@ -93,8 +93,11 @@ class Problem(Exception):
 
 
 def validation(*errors: FieldError, detail: str | None = None) -> Problem:
-    return Problem(422, detail or "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors),
-                   errors=errors)
+    return Problem(
+        422,
+        detail or "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors),
+        errors=errors,
+    )
 
 
 def not_found(detail: str = "The requested resource does not exist.") -> Problem:
@@ -107,8 +110,12 @@ def method_not_allowed(allowed: Sequence[str]) -> Problem:
 
 
 def not_acceptable(available: Sequence[str]) -> Problem:
-    return Problem(406, "None of the acceptable media types can be produced. Available: "
-                   + ", ".join(available) + ".")
+    return Problem(
+        406,
+        "None of the acceptable media types can be produced. Available: "
+        + ", ".join(available)
+        + ".",
+    )
 
 
 def bad_json(reason: str) -> Problem:
@@ -124,8 +131,9 @@ def unsupported_media_type(got: str | None) -> Problem:
 
 
 def backend_unavailable(what: str, **extra: Any) -> Problem:
-    return Problem(503, f"{what} is unavailable; try again shortly.", headers={"Retry-After": "1"},
-                   extra=extra)
+    return Problem(
+        503, f"{what} is unavailable; try again shortly.", headers={"Retry-After": "1"}, extra=extra
+    )
 
 
 def internal() -> Problem:

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from . import formats, httpcache, items, negotiation
-from .items import dump, item_dict
+from .items import Row, dump, item_dict
 from .problems import Problem, backend_unavailable, not_acceptable, not_found
 from .reply import JSON, Reply
 
@@ -33,13 +33,13 @@ __all__ = [
 ]
 
 
-def item_reply(row: Sequence[Any] | None) -> Reply:
+def item_reply(row: Row | None) -> Reply:
     if row is None:
         raise not_found("No item with that id.")
     return Reply(dump(item_dict(row)))
 
 
-def page_reply(rows: Sequence[Sequence[Any]], limit: int, category: str | None) -> Reply:
+def page_reply(rows: Sequence[Row], limit: int, category: str | None) -> Reply:
     """Rows were fetched with ``limit + 1`` so the extra row tells whether a next page exists."""
     page = rows[:limit]
     next_url = None
@@ -51,7 +51,7 @@ def page_reply(rows: Sequence[Sequence[Any]], limit: int, category: str | None) 
     return Reply(dump({"items": [item_dict(r) for r in page], "next": next_url}))
 
 
-def batch_reply(rows: Iterable[Sequence[Any]], ids: Sequence[int]) -> Reply:
+def batch_reply(rows: Iterable[Row], ids: Sequence[int]) -> Reply:
     by_id = {row[0]: row for row in rows}
     return Reply(dump({"items": [item_dict(by_id[i]) for i in ids if i in by_id]}))
 
@@ -64,12 +64,12 @@ def cached_item_reply(body: bytes, *, ttl_s: int, x_cache: str, if_none_match: s
     return Reply(body, headers=headers)
 
 
-def item_body(row: Sequence[Any] | None) -> bytes | None:
+def item_body(row: Row | None) -> bytes | None:
     """The exact bytes cached for an item (None: no such item, nothing cached)."""
     return None if row is None else dump(item_dict(row))
 
 
-def report_reply(rows: Sequence[Sequence[Any]]) -> Reply:
+def report_reply(rows: Sequence[Row]) -> Reply:
     return Reply(dump({"rows": len(rows), "items": [item_dict(r) for r in rows]}))
 
 
@@ -81,10 +81,11 @@ def products_media_type(accept: str | None) -> str:
     return chosen
 
 
-def products_reply(rows: Sequence[Sequence[Any]], media_type: str) -> Reply:
+def products_reply(rows: Sequence[Row], media_type: str) -> Reply:
     body = formats.render_products([item_dict(r) for r in rows], media_type)
-    return Reply(body, media_type=formats.content_type_header(media_type),
-                 headers={"Vary": "Accept"})
+    return Reply(
+        body, media_type=formats.content_type_header(media_type), headers={"Vary": "Accept"}
+    )
 
 
 def stream_media_type(accept: str | None) -> str:
@@ -101,32 +102,45 @@ def aggregate_reply(outcomes: Sequence[dict[str, Any] | str], started: float) ->
     elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
     if not results:
         timeouts = all(e["error"] == "timeout" for e in errors)
-        raise Problem(504 if timeouts else 502,
-                      f"All {len(errors)} upstream calls failed.",
-                      extra={"errors": errors, "elapsed_ms": elapsed_ms})
+        raise Problem(
+            504 if timeouts else 502,
+            f"All {len(errors)} upstream calls failed.",
+            extra={"errors": errors, "elapsed_ms": elapsed_ms},
+        )
     return Reply(dump({"results": results, "errors": errors, "elapsed_ms": elapsed_ms}))
 
 
-def created_item_reply(row: Sequence[Any]) -> Reply:
+def created_item_reply(row: Row) -> Reply:
     return Reply(dump(item_dict(row)), status=201, headers={"Location": f"/items/{row[0]}"})
 
 
 def task_accepted_reply(task_id: str) -> Reply:
-    return Reply(dump({"id": task_id, "status": "queued"}), status=202,
-                 headers={"Location": f"/tasks/{task_id}"})
+    return Reply(
+        dump({"id": task_id, "status": "queued"}),
+        status=202,
+        headers={"Location": f"/tasks/{task_id}"},
+    )
 
 
 def task_state(task_id: str, spec: items.TaskIn) -> dict[str, str]:
     """The Redis hash a new task starts with."""
-    return {"id": task_id, "status": "queued", "created_at": _now_iso(),
-            "n": str(spec.n), "delay_ms": str(spec.delay_ms)}
+    return {
+        "id": task_id,
+        "status": "queued",
+        "created_at": _now_iso(),
+        "n": str(spec.n),
+        "delay_ms": str(spec.delay_ms),
+    }
 
 
 def task_reply(state: Mapping[str, str]) -> Reply:
     if not state:
         raise not_found("No task with that id.")
-    body: dict[str, Any] = {"id": state["id"], "status": state["status"],
-                            "created_at": state["created_at"]}
+    body: dict[str, Any] = {
+        "id": state["id"],
+        "status": state["status"],
+        "created_at": state["created_at"],
+    }
     if "result" in state:
         body["result"] = {"n": int(state["n"]), "result": int(state["result"])}
     if "error" in state:

@@ -51,7 +51,7 @@ def int_param(
             raise validation(FieldError((where, name), "field required"))
         return default
     try:
-        value = int(raw.strip()) if re.fullmatch(r"\s*[+-]?\d+\s*", raw) else None
+        value = int(raw.strip()) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", raw) else None
     except ValueError:
         value = None
     if value is None:
@@ -71,8 +71,9 @@ def optional_category(params: Mapping[str, str]) -> str | None:
     if raw is None:
         return None
     if raw not in items.CATEGORIES:
-        raise validation(FieldError(("query", "category"),
-                                    "value must be one of " + ", ".join(items.CATEGORIES)))
+        raise validation(
+            FieldError(("query", "category"), "value must be one of " + ", ".join(items.CATEGORIES))
+        )
     return raw
 
 
@@ -86,7 +87,7 @@ def parse_ids(raw: str | None) -> list[int]:
         raise validation(FieldError(loc, f"at most {items.BATCH_MAX} ids are allowed"))
     ids: dict[int, None] = {}
     for part in parts:
-        if not re.fullmatch(r"\s*[+-]?\d+\s*", part):
+        if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", part):
             raise validation(FieldError(loc, f"{part!r} is not a valid integer"))
         value = int(part)
         if not items.INT32_MIN <= value <= items.INT32_MAX:

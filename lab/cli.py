@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     upstream = sub.add_parser("upstream", help="run the upstream service of SPEC §3.12")
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8081)
-    upstream.add_argument("--fail-every", type=int, default=0,
-                          help="answer 503 to every K-th call (fault tests)")
+    upstream.add_argument(
+        "--fail-every", type=int, default=0, help="answer 503 to every K-th call (fault tests)"
+    )
 
     bench = sub.add_parser("bench", help="run the benchmark matrix")
     bench.add_argument("--framework", action="append", default=[])
@@ -60,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from . import serve
 
-        return serve.command(args.framework, args.server, host=args.host, port=args.port,
-                             workers=args.workers)
+        return serve.command(
+            args.framework, args.server, host=args.host, port=args.port, workers=args.workers
+        )
     if args.command == "upstream":
         from . import upstream
 
@@ -70,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from bench import cli as bench_cli  # type: ignore[attr-defined]
         except ImportError:
-            print(f"lab {args.command}: the harness is not installed in this checkout",
-                  file=sys.stderr)
+            print(
+                f"lab {args.command}: the harness is not installed in this checkout",
+                file=sys.stderr,
+            )
             return 2
         return int(bench_cli.command(args))
     raise AssertionError(args.command)

@@ -81,8 +81,13 @@ def frameworks() -> tuple[Framework, ...]:
 @cache
 def servers() -> tuple[Server, ...]:
     return tuple(
-        Server(name, spec.get("doc", ""), spec["command"], dict(spec.get("env", {})),
-               {k: dict(v) for k, v in spec.get("kinds", {}).items()})
+        Server(
+            name,
+            spec.get("doc", ""),
+            spec["command"],
+            dict(spec.get("env", {})),
+            {k: dict(v) for k, v in spec.get("kinds", {}).items()},
+        )
         for name, spec in _load()["servers"].items()
     )
 
@@ -115,6 +120,7 @@ def pairs(frameworks_: tuple[str, ...] = (), servers_: tuple[str, ...] = ()) -> 
 def pair(framework_name: str, server_name: str) -> Pair:
     fw = framework(framework_name)
     if server_name not in fw.servers:
-        raise KeyError(f"{framework_name} does not run on {server_name}; "
-                       f"its servers: {', '.join(fw.servers)}")
+        raise KeyError(
+            f"{framework_name} does not run on {server_name}; its servers: {', '.join(fw.servers)}"
+        )
     return Pair(fw, server(server_name))

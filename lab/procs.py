@@ -30,11 +30,22 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-          stdout: int | None = None, stderr: int | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        list(argv), env=None if env is None else dict(env), cwd=cwd, stdout=stdout, stderr=stderr,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        list(argv),
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
 
@@ -71,7 +82,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http_ok(url: str, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http_ok(
+    url: str, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll ``url`` until it answers 200; fail early if ``proc`` exits. No fixed sleeps: each
     attempt is a real request, with a short back-off between refused connections."""
     import urllib.error

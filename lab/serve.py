@@ -24,8 +24,12 @@ def command(framework: str, server: str, *, host: str, port: int, workers: int) 
     except (KeyError, services.ServicesError) as exc:
         print(f"lab serve: {exc}", file=sys.stderr)
         return 2
-    env = {**os.environ, "LAB_DATABASE_URL": urls.database_url, "LAB_REDIS_URL": urls.redis_url,
-           **pair.env}
+    env = {
+        **os.environ,
+        "LAB_DATABASE_URL": urls.database_url,
+        "LAB_REDIS_URL": urls.redis_url,
+        **pair.env,
+    }
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -39,13 +43,28 @@ def command(framework: str, server: str, *, host: str, port: int, workers: int) 
     try:
         if not env.get("LAB_UPSTREAM_URL"):
             up_port = procs.free_port(host)
-            upstream = procs.spawn([sys.executable, "-m", "lab.cli", "upstream", "--host", host,
-                                    "--port", str(up_port)], env=env, cwd=matrix.REPO_ROOT)
+            upstream = procs.spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "lab.cli",
+                    "upstream",
+                    "--host",
+                    host,
+                    "--port",
+                    str(up_port),
+                ],
+                env=env,
+                cwd=matrix.REPO_ROOT,
+            )
             procs.wait_http_ok(f"http://{host}:{up_port}/health", timeout_s=30, proc=upstream)
             env["LAB_UPSTREAM_URL"] = f"http://{host}:{up_port}"
         argv = pair.argv(host=host, port=port, workers=workers)
-        print(f"lab serve: {pair.id} on http://{host}:{port} ({workers} worker(s))",
-              file=sys.stderr, flush=True)
+        print(
+            f"lab serve: {pair.id} on http://{host}:{port} ({workers} worker(s))",
+            file=sys.stderr,
+            flush=True,
+        )
         server_proc = procs.spawn(argv, env=env, cwd=matrix.REPO_ROOT)
         while not stop.wait(0.2):
             if server_proc.poll() is not None:

@@ -49,6 +49,13 @@ def command(host: str, port: int, *, fail_every: int = 0) -> int:
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a base dependency on Linux
         loop_factory = None
-    web.run_app(make_app(fail_every), host=host, port=port, access_log=None, print=None,
-                backlog=1024, loop=loop_factory() if loop_factory else None)
+    web.run_app(
+        make_app(fail_every),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=1024,
+        loop=loop_factory() if loop_factory else None,
+    )
     return 0

@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 import redis.exceptions
 
 from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
-from ..items import PRODUCTS_COUNT, ItemIn, TaskIn
+from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
 from ..problems import Problem, backend_unavailable
 from ..reply import Reply, StreamReply
 from .resources import Resources
@@ -54,9 +55,15 @@ def database() -> Iterator[None]:
 # -- TechEmpower group (SPEC §3.1) ------------------------------------------------------
 
 
+async def _world(conn: asyncpg.Pool | PoolConnectionProxy, world_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow(sql.WORLD_BY_ID, world_id)
+    assert row is not None, "world ids 1..10000 are all seeded"
+    return row
+
+
 async def db(res: Resources) -> Reply:
     with database():
-        row = await res.db.fetchrow(sql.WORLD_BY_ID, techempower.random_number())
+        row = await _world(res.db, techempower.random_number())
     return replies.json_reply(techempower.world_dict(row))
 
 
@@ -64,7 +71,7 @@ async def queries(res: Resources, count: int) -> Reply:
     """One query per row, as TechEmpower requires, on one connection."""
     with database():
         async with res.db.acquire() as conn:
-            rows = [await conn.fetchrow(sql.WORLD_BY_ID, i) for i in techempower.random_ids(count)]
+            rows = [await _world(conn, i) for i in techempower.random_ids(count)]
     return replies.json_reply([techempower.world_dict(r) for r in rows])
 
 
@@ -72,21 +79,24 @@ async def updates(res: Resources, count: int) -> Reply:
     ids = techempower.random_ids(count)
     with database():
         async with res.db.acquire() as conn:
-            worlds = [techempower.world_dict(await conn.fetchrow(sql.WORLD_BY_ID, i)) for i in ids]
+            worlds = [techempower.world_dict(await _world(conn, i)) for i in ids]
             for world in worlds:
                 world["randomNumber"] = techempower.random_number()
             # Sorted ids: concurrent batched updates then lock rows in one order (no deadlock).
             ordered = sorted(worlds, key=lambda w: w["id"])
-            await conn.execute(sql.WORLD_UPDATE, [w["id"] for w in ordered],
-                               [w["randomNumber"] for w in ordered])
+            await conn.execute(
+                sql.WORLD_UPDATE, [w["id"] for w in ordered], [w["randomNumber"] for w in ordered]
+            )
     return replies.json_reply(worlds)
 
 
 async def fortunes(res: Resources) -> Reply:
     with database():
         rows = await res.db.fetch(sql.FORTUNES)
-    return Reply(techempower.render_fortunes((r[0], r[1]) for r in rows),
-                 media_type="text/html; charset=utf-8")
+    return Reply(
+        techempower.render_fortunes((r[0], r[1]) for r in rows),
+        media_type="text/html; charset=utf-8",
+    )
 
 
 # -- Items (SPEC §3.3-3.6, 3.10, 3.11, 3.13) --------------------------------------------
@@ -119,11 +129,13 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
     key = keys.item_key(item_id)
     redis_ok = True
     try:
-        body: bytes | None = await res.redis.get(key)
+        body: bytes | None = await res.redis.get(key)  # type: ignore[assignment]  # bytes: no decode_responses
     except REDIS_DOWN:
         body, redis_ok = None, False
     if body is not None:
-        return replies.cached_item_reply(body, ttl_s=ttl, x_cache="HIT", if_none_match=if_none_match)
+        return replies.cached_item_reply(
+            body, ttl_s=ttl, x_cache="HIT", if_none_match=if_none_match
+        )
     with database():
         row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
     body = replies.item_body(row)
@@ -134,8 +146,9 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
             await res.redis.set(key, body, ex=ttl)
         except REDIS_DOWN:
             redis_ok = False
-    return replies.cached_item_reply(body, ttl_s=ttl, x_cache="MISS" if redis_ok else "BYPASS",
-                                     if_none_match=if_none_match)
+    return replies.cached_item_reply(
+        body, ttl_s=ttl, x_cache="MISS" if redis_ok else "BYPASS", if_none_match=if_none_match
+    )
 
 
 async def report(res: Resources, rows: int) -> Reply:
@@ -164,11 +177,16 @@ async def create_item(res: Resources, item: ItemIn) -> Reply:
 def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
     """Negotiate now (a 406 must come before the first byte); fetch lazily while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
-    return StreamReply(_item_chunks(res, count, fmt), formats.content_type_header(fmt.media_type),
-                       headers={"Vary": "Accept"})
+    return StreamReply(
+        _item_chunks(res, count, fmt),
+        formats.content_type_header(fmt.media_type),
+        headers={"Vary": "Accept"},
+    )
 
 
-async def _item_chunks(res: Resources, count: int, fmt: formats.StreamFormat) -> AsyncIterator[bytes]:
+async def _item_chunks(
+    res: Resources, count: int, fmt: formats.StreamFormat
+) -> AsyncIterator[bytes]:
     yield fmt.head()
     batch = res.settings.stream_batch
     # A server-side cursor needs a transaction; it holds one pool connection while it streams
@@ -176,13 +194,16 @@ async def _item_chunks(res: Resources, count: int, fmt: formats.StreamFormat) ->
     async with res.db.acquire() as conn, conn.transaction(readonly=True):
         cursor = await conn.cursor(sql.ITEMS_FIRST, count)
         while rows := await cursor.fetch(batch):
-            yield fmt.batch([replies.item_dict(r) for r in rows])
+            yield fmt.batch([item_dict(r) for r in rows])
     yield fmt.tail()
 
 
 def stream_events(count: int, interval_ms: int) -> StreamReply:
-    return StreamReply(_events(count, interval_ms), "text/event-stream",
-                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamReply(
+        _events(count, interval_ms),
+        "text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _events(count: int, interval_ms: int) -> AsyncIterator[bytes]:
@@ -208,8 +229,9 @@ async def limited(res: Resources, client: str) -> Reply:
     decision = ratelimit.decide(int(count), int(ttl_ms), rl.limit)
     headers = ratelimit.headers(decision)
     if not decision.allowed:
-        raise Problem(429, f"Rate limit of {rl.limit} requests per {rl.window_s} s exceeded.",
-                      headers=headers)
+        raise Problem(
+            429, f"Rate limit of {rl.limit} requests per {rl.window_s} s exceeded.", headers=headers
+        )
     return Reply(b'{"status":"ok"}', headers=headers)
 
 
@@ -223,8 +245,9 @@ async def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
 
     async def call(i: int) -> dict[str, Any] | str:
         try:
-            async with res.http.get(url, params={"i": i, "delay_ms": delay_ms},
-                                    timeout=timeout) as resp:
+            async with res.http.get(
+                url, params={"i": i, "delay_ms": delay_ms}, timeout=timeout
+            ) as resp:
                 if resp.status != 200:
                     return f"status {resp.status}"
                 body: dict[str, Any] = await resp.json(loads=_loads)
@@ -263,7 +286,9 @@ async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
     task_id = secrets.token_hex(16)
     try:
         async with res.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.task_key(task_id), mapping=replies.task_state(task_id, spec))
+            # redis' stubs type mapping keys invariantly (str | bytes | ...), hence the ignore.
+            state = replies.task_state(task_id, spec)
+            pipe.hset(keys.task_key(task_id), mapping=state)  # type: ignore[arg-type]
             pipe.expire(keys.task_key(task_id), TASK_TTL_S)
             await pipe.execute()
     except REDIS_DOWN:
@@ -293,7 +318,11 @@ async def get_task(res: Resources, task_id: str) -> Reply:
         state = await res.redis.hgetall(keys.task_key(task_id))
     except REDIS_DOWN:
         raise backend_unavailable("The task store (Redis)") from None
-    return replies.task_reply({k.decode(): v.decode() for k, v in state.items()})
+    return replies.task_reply({_text(k): _text(v) for k, v in state.items()})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 # -- Health (SPEC §3.16) ----------------------------------------------------------------

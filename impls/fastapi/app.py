@@ -70,8 +70,12 @@ class JSONBodyRoute(APIRoute):
         async def checked(request: Request) -> Response:
             content_type = request.headers.get("content-type")
             if (await request.body()).strip() and not is_json_media_type(content_type):
-                return problem_response(Problem(415, "Expected a body of type application/json, "
-                                                f"got {content_type or 'none'}."))
+                return problem_response(
+                    Problem(
+                        415,
+                        f"Expected a body of type application/json, got {content_type or 'none'}.",
+                    )
+                )
             return await handler(request)
 
         return checked
@@ -98,9 +102,14 @@ ItemId = Annotated[int, Path(ge=INT32_MIN, le=INT32_MAX)]
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
-                  max_body_size=MAX_BODY_BYTES)
-    app.add_middleware(LabMiddleware, settings=settings, enforce_body_limit=False)
+    app = FastAPI(
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    app.add_middleware(LabMiddleware, settings=settings, count_body=False)
     add_error_handlers(app)
 
     @app.get("/plaintext")
@@ -161,8 +170,9 @@ def create_app() -> FastAPI:
     @app.get("/limited")
     async def limited(request: Request, res: Res) -> Response:
         peer = request.client.host if request.client else None
-        client = ratelimit.client_key(peer, request.headers.get("x-forwarded-for"),
-                                      settings.trusted_proxies)
+        client = ratelimit.client_key(
+            peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
+        )
         return render(await service.limited(res, client))
 
     @app.get("/stream/items")
@@ -177,7 +187,8 @@ def create_app() -> FastAPI:
     async def stream_events(
         count: Annotated[int, Query(ge=1, le=items.EVENTS_COUNT_MAX)] = items.EVENTS_COUNT_DEFAULT,
         interval_ms: Annotated[
-            int, Query(ge=0, le=items.EVENTS_INTERVAL_MAX)] = items.EVENTS_INTERVAL_DEFAULT,
+            int, Query(ge=0, le=items.EVENTS_INTERVAL_MAX)
+        ] = items.EVENTS_INTERVAL_DEFAULT,
     ) -> Response:
         return render(service.stream_events(count, interval_ms))
 
@@ -241,8 +252,9 @@ def add_error_handlers(app: FastAPI) -> None:
         if any(e["type"] == "json_invalid" for e in errors):
             detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
             return problem_response(Problem(400, f"The request body is not valid JSON: {detail}"))
-        return problem_response(validation_problem(*(
-            FieldError(_loc(e["loc"]), e["msg"]) for e in errors)))
+        return problem_response(
+            validation_problem(*(FieldError(_loc(e["loc"]), e["msg"]) for e in errors))
+        )
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> Response:
