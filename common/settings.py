@@ -7,6 +7,7 @@ with a clear message instead of failing on the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -76,6 +77,13 @@ class Settings:
         if fail not in {"open", "closed"}:
             raise SettingsError(f"LAB_LIMITER_FAIL must be open|closed, got {fail!r}")
         proxies = tuple(p.strip() for p in e.get("LAB_TRUSTED_PROXIES", "").split(",") if p.strip())
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"LAB_TRUSTED_PROXIES entries must be IP addresses or CIDRs, got {proxy!r}"
+                ) from None
         return cls(
             database_url=e.get("LAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             redis_url=e.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
