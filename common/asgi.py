@@ -1,13 +1,15 @@
 """One pure ASGI middleware for the lab's cross-cutting rules (SPEC §2.2, §2.3):
 
 * ``Server-Timing: app;dur=<ms>`` measured from the request entering the app to the response
-  head; ``Server``/``Date`` for servers that do not write them;
-* the 64 KiB request body limit (413 before the body is read when ``Content-Length`` says so);
+  head (the servers write ``Server`` and ``Date``);
+* the 64 KiB request body limit, raised as a 413 problem when the handler reads the body
+  (after routing, so a wrong method or route is still 405/404: SPEC §2.1's order);
 * compression (zstd, br, gzip) of whole and streamed bodies, ``Vary: Accept-Encoding``.
 
 Pure ASGI (not Starlette's ``BaseHTTPMiddleware``) because it wraps ``send`` without an extra
 task per request or buffering streams; the technique page on middleware style measures why.
-Used as is by FastAPI and Litestar: both accept any ASGI middleware.
+FastAPI adds it with ``app.add_middleware``; Litestar's app is wrapped in it, because Litestar
+runs its own middleware per route, after routing, where 404 and 405 never pass.
 """
 
 from __future__ import annotations
@@ -26,18 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["LabMiddleware", "http_date", "problem_response"]
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def http_date() -> bytes:
-    """An RFC 9110 date, formatted once a second (it is on every response)."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode())
-    return _date_cache[1]
+__all__ = ["LabMiddleware", "problem_response"]
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -59,30 +50,22 @@ async def problem_response(send: Send, problem: Problem) -> None:
 
 
 class LabMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, *, count_body: bool = True) -> None:
-        """A declared ``Content-Length`` over the limit is always answered here, before the app
-        runs. ``count_body=False`` leaves chunked bodies to a framework's own limit (FastAPI's
-        ``max_body_size``, Litestar's ``request_max_body_size``), whose error its handlers
-        render as a problem."""
+    def __init__(self, app: ASGIApp, settings: Settings, *, limit_body: bool = True) -> None:
+        """``limit_body=False`` leaves the body limit to a framework that renders its own 413 as
+        a problem (Litestar's ``request_max_body_size``). FastAPI keeps it here: Starlette's
+        limiter answers an oversize ``Content-Length`` with a plain-text 413."""
         self.app = app
         self.settings = settings
-        self.count_body = count_body
-        self.server_headers = settings.add_server_headers
-        self.server_name = settings.server_name.encode()
+        self.limit_body = limit_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        length = header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            send = self._wrap_send(send, started, None)
-            await problem_response(send, payload_too_large())
-            return
         coding = negotiation.best_encoding(header(scope, b"accept-encoding"))
-        if self.count_body:
-            receive = _limited_receive(receive)
+        if self.limit_body:
+            receive = _limited_receive(receive, header(scope, b"content-length"))
         await self.app(scope, receive, self._wrap_send(send, started, coding))
 
     def _wrap_send(self, send: Send, started: float, coding: str | None) -> Send:
@@ -110,9 +93,6 @@ class _Responder:
             headers = list(message.get("headers", []))
             dur = (time.perf_counter() - self.started) * 1000
             headers.append((b"server-timing", b"app;dur=%.3f" % dur))
-            if self.mw.server_headers:
-                headers.append((b"server", self.mw.server_name))
-                headers.append((b"date", http_date()))
             message["headers"] = headers
             self.pending = message
         elif kind != "http.response.body" or self.passthrough:
@@ -183,12 +163,21 @@ class _Responder:
         )
 
 
-def _limited_receive(receive: Receive) -> Receive:
-    """Count a chunked body as it arrives; past the limit the handler sees a 413 problem."""
+def _limited_receive(receive: Receive, content_length: str | None) -> Receive:
+    """The body limit, at the first read: a declared ``Content-Length`` over it fails before
+    anything is read; a chunked body is counted as it arrives. The handler reading the body
+    sees a 413 :class:`Problem`, which its framework's handler renders."""
+    declared_too_large = (
+        content_length is not None
+        and content_length.isdigit()
+        and int(content_length) > MAX_BODY_BYTES
+    )
     received = 0
 
     async def wrapped() -> Message:
         nonlocal received
+        if declared_too_large:
+            raise payload_too_large()
         message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))

@@ -51,8 +51,6 @@ class Settings:
     gzip_level: int = 6
     br_level: int = 4
     zstd_level: int = 3
-    add_server_headers: bool = False
-    server_name: str = "lab"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,8 +99,6 @@ class Settings:
             gzip_level=num("LAB_GZIP_LEVEL", 6, 1, 9),
             br_level=num("LAB_BR_LEVEL", 4, 0, 11),
             zstd_level=num("LAB_ZSTD_LEVEL", 3, 1, 22),
-            add_server_headers=e.get("LAB_SERVER_HEADERS", "") == "1",
-            server_name=e.get("LAB_SERVER_NAME", "lab"),
         )
 
 

@@ -107,13 +107,14 @@ _PATH = re.compile(r"at `\$(.*)`$")
 
 def _loc_of(message: str) -> tuple[str | int, ...]:
     """msgspec says ``... - at `$.price``` or ``at `$[0]```; turn that into a ``loc``."""
-    unknown = re.search(r"unknown field `([^`]*)`", message)
-    match = _PATH.search(message)
-    if not match:
-        return ("body", unknown[1]) if unknown else ("body",)
+    named = re.search(r"(?:unknown|missing required) field `([^`]*)`", message)
     loc: list[str | int] = ["body"]
-    for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", match[1]):
-        loc.append(key if key else int(index))
+    match = _PATH.search(message)
+    if match:
+        for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", match[1]):
+            loc.append(key if key else int(index))
+    if named:
+        loc.append(named[1])
     return tuple(loc)
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import aiohttp
@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from .. import ratelimit
+from .. import cpu, ratelimit
 from ..settings import Settings
 
 log = logging.getLogger("lab")
@@ -54,16 +54,6 @@ async def _warm(pool: asyncpg.Pool, size: int) -> None:
         log.warning("PostgreSQL pool warm-up failed: %s", failures[0])
 
 
-def _executor(settings: Settings) -> Executor | None:
-    if settings.cpu_executor == "thread":
-        return ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-cpu")
-    if settings.cpu_executor == "process":
-        import multiprocessing
-
-        return ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
-    return None
-
-
 @contextlib.asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     # min_size=0: creating the pool never fails because PostgreSQL is down; _warm fills it.
@@ -90,7 +80,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
         raise_for_status=False,
     )
-    executor = _executor(settings)
+    executor = cpu.executor(settings)
     try:
         yield Resources(
             settings=settings,

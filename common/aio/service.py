@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 import redis.exceptions
+from asyncpg.pool import PoolConnectionProxy
 
 from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
@@ -174,9 +174,14 @@ async def create_item(res: Resources, item: ItemIn) -> Reply:
 # -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
 
 
-def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
-    """Negotiate now (a 406 must come before the first byte); fetch lazily while sending."""
+async def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
+    """Negotiate (406) and check PostgreSQL (503) now: once the head is sent, an error can only
+    cut the stream short. Rows are then fetched lazily while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
+    # A probe rather than holding a connection from here: a generator that is never started
+    # (client gone before the body) would never release it.
+    with database():
+        await res.db.fetchval(sql.PING)
     return StreamReply(
         _item_chunks(res, count, fmt),
         formats.content_type_header(fmt.media_type),
@@ -307,6 +312,10 @@ async def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
             await asyncio.sleep(spec.delay_ms / 1000)
         result = await run_cpu(res, cpu_mod.spin, spec.n)
         await res.redis.hset(key, mapping={"status": "done", "result": str(result)})
+    except asyncio.CancelledError:  # shutdown: say so rather than stay "running" for an hour
+        with contextlib.suppress(*REDIS_DOWN):
+            await res.redis.hset(key, mapping={"status": "failed", "error": "cancelled"})
+        raise
     except Exception as exc:  # a task's failure is its state, not a crash of the worker
         log.exception("task %s failed", task_id)
         with contextlib.suppress(*REDIS_DOWN):

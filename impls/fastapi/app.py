@@ -12,18 +12,27 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Match
 
 from common import items, ratelimit, techempower
 from common.aio import Resources, open_resources, service
 from common.asgi import LabMiddleware
 from common.items import INT32_MAX, INT32_MIN
-from common.problems import MAX_BODY_BYTES, PROBLEM_MEDIA_TYPE, FieldError, Problem, internal
+from common.problems import (
+    PROBLEM_MEDIA_TYPE,
+    FieldError,
+    Problem,
+    bad_json,
+    internal,
+    method_not_allowed,
+    unsupported_media_type,
+)
 from common.problems import validation as validation_problem
 from common.reply import Reply, StreamReply
 from common.settings import get_settings
@@ -61,21 +70,25 @@ Res = Annotated[Resources, Depends(get_resources)]
 
 
 class JSONBodyRoute(APIRoute):
-    """415 before the body is parsed: FastAPI would otherwise report a non-JSON body as a
-    422 validation error. A custom route class is FastAPI's documented hook for this."""
+    """Read the body first, so the size limit (a 413 problem raised by LabMiddleware's
+    receive) and the media type (415) are decided before FastAPI parses anything; FastAPI
+    would turn the first into a 400 and the second into a 422. A custom route class is
+    FastAPI's documented hook for this."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
+        body_required = self.body_field is not None and self.body_field.field_info.is_required()
+
         async def checked(request: Request) -> Response:
+            body = (await request.body()).strip()  # 413 problem if over the limit
+            if not body and not body_required:
+                return await handler(request)
             content_type = request.headers.get("content-type")
-            if (await request.body()).strip() and not is_json_media_type(content_type):
-                return problem_response(
-                    Problem(
-                        415,
-                        f"Expected a body of type application/json, got {content_type or 'none'}.",
-                    )
-                )
+            if not is_json_media_type(content_type):
+                raise unsupported_media_type(content_type)
+            if not body:
+                raise bad_json("the body is empty")
             return await handler(request)
 
         return checked
@@ -102,14 +115,11 @@ ItemId = Annotated[int, Path(ge=INT32_MIN, le=INT32_MAX)]
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    # Exact paths: `/json/` is a 404 like any unknown route, not a redirect (SPEC §2.1).
     app = FastAPI(
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        max_body_size=MAX_BODY_BYTES,
+        lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
     )
-    app.add_middleware(LabMiddleware, settings=settings, count_body=False)
+    app.add_middleware(LabMiddleware, settings=settings)
     add_error_handlers(app)
 
     @app.get("/plaintext")
@@ -153,10 +163,6 @@ def create_app() -> FastAPI:
     ) -> Response:
         return render(await service.list_items(res, limit, after, category))
 
-    # Routes that take a JSON body check its media type first (JSONBodyRoute).
-    with_body = APIRouter(route_class=JSONBodyRoute)
-
-    @with_body.post("/items")
     async def create_item(res: Res, item: ItemBody) -> Response:
         spec = items.ItemIn(item.name, item.category, item.price)
         return render(await service.create_item(res, spec))
@@ -181,7 +187,7 @@ def create_app() -> FastAPI:
         count: Annotated[int, Query(ge=1, le=items.STREAM_COUNT_MAX)] = items.STREAM_COUNT_DEFAULT,
         accept: Annotated[str | None, Header()] = None,
     ) -> Response:
-        return render(service.stream_items(res, count, accept))
+        return render(await service.stream_items(res, count, accept))
 
     @app.get("/stream/events")
     async def stream_events(
@@ -217,7 +223,6 @@ def create_app() -> FastAPI:
     ) -> Response:
         return render(await service.cpu(res, n))
 
-    @with_body.post("/tasks")
     async def create_task(
         res: Res, background: BackgroundTasks, body: TaskBody | None = None
     ) -> Response:
@@ -234,7 +239,12 @@ def create_app() -> FastAPI:
     async def health(res: Res) -> Response:
         return render(await service.health(res))
 
-    app.include_router(with_body)
+    # Routes that take a JSON body read and check it first (JSONBodyRoute). Registered flat on
+    # the app (not through an included router) so a 405 can see every route of a path.
+    for path, endpoint in (("/items", create_item), ("/tasks", create_task)):
+        app.router.add_api_route(
+            path, endpoint, methods=["POST"], route_class_override=JSONBodyRoute
+        )
     return app
 
 
@@ -258,6 +268,16 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route matching the path; GET /items and
+            # POST /items are two routes, so collect every partial match's methods.
+            methods = [
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] == Match.PARTIAL
+                for method in route.methods
+            ]
+            return problem_response(method_not_allowed(methods))
         headers = dict(exc.headers or {})
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return problem_response(Problem(exc.status_code, detail, headers=headers))

@@ -1,0 +1,154 @@
+"""One lifecycle for every I/O resource a WSGI worker holds: the PostgreSQL pool, the Redis
+client, the pooled HTTP client and its fan-out threads, the CPU executor and the background
+task threads. The synchronous twin of :mod:`common.aio.resources`.
+
+Flask has no lifespan hook: its adapter enters :func:`open_resources` once per worker process
+(on first use, after the server has forked) and closes it at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+import redis
+from psycopg import Connection
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+
+from .. import cpu, ratelimit
+from ..items import FANOUT_MAX
+from ..settings import Settings
+
+log = logging.getLogger("lab")
+
+__all__ = ["MAX_REQUEST_THREADS", "Resources", "open_resources"]
+
+# The most request threads any WSGI server of lab/matrix.toml runs in one process:
+# gunicorn gthread ``--threads 8``, granian ``--blocking-threads 8``; the sync worker runs 1.
+MAX_REQUEST_THREADS = 8
+BACKGROUND_TASK_THREADS = 2
+
+Pool = ConnectionPool[Connection[TupleRow]]
+
+
+@dataclass(slots=True)
+class Resources:
+    settings: Settings
+    db: Pool
+    redis: redis.Redis
+    http: httpx.Client
+    fanout: ThreadPoolExecutor
+    cpu: Executor | None
+    ratelimit_script: Script
+    tasks: ThreadPoolExecutor  # runs accepted tasks after the reply (SPEC §3.15)
+
+
+def _warm(pool: Pool, size: int) -> None:
+    """Open the pool's connections now, so the first requests do not pay for them.
+    Best effort: a server that starts while PostgreSQL is down still starts (SPEC §3.16).
+    (Not ``pool.wait()``: that closes the pool when PostgreSQL is down.)"""
+    held: list[Connection[TupleRow]] = []
+    try:
+        for _ in range(size):
+            held.append(pool.getconn())
+    except PoolTimeout as exc:
+        log.warning("PostgreSQL pool warm-up failed: %s", exc)
+    finally:
+        for conn in held:
+            pool.putconn(conn)
+
+
+def pool_size(settings: Settings, threads: int) -> tuple[int, int]:
+    """(min, max) connections for a process serving ``threads`` requests at once.
+
+    Each request thread holds at most one connection at a time (a stream holds its own until
+    it ends; background tasks and fan-out threads use none), so ``threads`` connections are
+    all a process can use at once: that many are opened up front (capped by
+    ``LAB_DB_POOL_SIZE``), and the pool may grow to ``max(LAB_DB_POOL_SIZE, threads)`` so a
+    small setting never makes one request thread wait for another's connection. A sync
+    worker thus holds one connection, not ten it can never use.
+    """
+    return min(settings.db_pool_size, threads), max(settings.db_pool_size, threads)
+
+
+@contextlib.contextmanager
+def open_resources(
+    settings: Settings, *, threads: int = MAX_REQUEST_THREADS
+) -> Iterator[Resources]:
+    """``threads``: how many requests this process serves at once (the WSGI server's
+    ``wsgi.multithread`` tells the adapter whether that is 1); it sizes the pool."""
+    min_size, max_size = pool_size(settings, threads)
+    pool: Pool = ConnectionPool(
+        settings.database_url,
+        min_size=min_size,
+        max_size=max_size,
+        # Every statement but the streaming cursor's runs alone: autocommit spares the
+        # BEGIN/COMMIT round trips. UTC so timestamptz values load as UTC datetimes, which
+        # ``common.items.dump`` writes with ``Z`` (asyncpg always returns UTC).
+        kwargs={
+            "autocommit": True,
+            "options": "-c TimeZone=UTC",
+            "connect_timeout": max(2, math.ceil(settings.db_timeout_s)),  # libpq's minimum
+        },
+        timeout=settings.db_timeout_s,  # wait for a free connection
+        max_idle=300,
+        # psycopg_pool retries a failed connection with a doubling delay until it gives up
+        # after reconnect_timeout, then grows again on demand. The default (300 s) lets the
+        # delay reach minutes, so a pool would stay empty long after PostgreSQL came back.
+        reconnect_timeout=10,
+        name="lab",
+        open=False,
+    )
+    # Opening never fails because PostgreSQL is down; the pool keeps reconnecting.
+    pool.open(wait=False)
+    _warm(pool, min_size)
+    # Short socket timeouts and no retries: a dead Redis must degrade the request (BYPASS,
+    # fail-open) quickly rather than hold it (SPEC §3.6, §3.7).
+    redis_client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    # One pooled client, shared by the fan-out threads (httpx.Client is thread-safe): as many
+    # connections as one /aggregate makes at most, kept alive between requests.
+    http = httpx.Client(
+        limits=httpx.Limits(max_connections=FANOUT_MAX, max_keepalive_connections=FANOUT_MAX),
+        timeout=settings.upstream_timeout_ms / 1000,
+        trust_env=False,  # the upstream is the lab's own: no proxies from the environment
+    )
+    fanout = ThreadPoolExecutor(max_workers=FANOUT_MAX, thread_name_prefix="lab-fanout")
+    tasks = ThreadPoolExecutor(max_workers=BACKGROUND_TASK_THREADS, thread_name_prefix="lab-task")
+    executor = cpu.executor(settings)
+    try:
+        yield Resources(
+            settings=settings,
+            db=pool,
+            redis=redis_client,
+            http=http,
+            fanout=fanout,
+            cpu=executor,
+            ratelimit_script=redis_client.register_script(ratelimit.LUA_SOURCE),
+            tasks=tasks,
+        )
+    finally:
+        # Running tasks finish (they still need Redis and the CPU executor, closed below);
+        # queued ones are dropped and stay "queued" in Redis. The server's graceful timeout
+        # bounds the wait.
+        tasks.shutdown(wait=True, cancel_futures=True)
+        fanout.shutdown(wait=False, cancel_futures=True)
+        http.close()
+        redis_client.close()
+        pool.close(timeout=5)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,427 @@
+"""Every endpoint's I/O, synchronous: fetch with psycopg / redis-py / httpx, then hand the
+data to :mod:`common.replies`. The twin of :mod:`common.aio.service`, function for function,
+so the two can be read side by side; the WSGI adapter calls one function per route.
+
+Failures of PostgreSQL become a 503 problem (:func:`database`); failures of Redis degrade as
+the contract says (cache BYPASS, limiter fail-open) instead of failing the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+import psycopg
+import redis.exceptions
+from psycopg.rows import TupleRow
+from psycopg_pool import PoolTimeout
+from redis.typing import EncodableT, FieldT
+
+from .. import cpu as cpu_mod
+from .. import formats, keys, ratelimit, replies, sql, techempower
+from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
+from ..problems import Problem, backend_unavailable
+from ..reply import Reply, StreamReply
+from .resources import Resources
+
+log = logging.getLogger("lab")
+T = TypeVar("T")
+
+# What a dead or restarting PostgreSQL looks like to psycopg and its pool (PoolTimeout: no
+# connection could be had within LAB_DB_TIMEOUT_MS, which is what an outage looks like).
+DB_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    psycopg.OperationalError,
+    PoolTimeout,
+)
+REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[None]:
+    """Map a PostgreSQL outage to the contract's 503 problem (SPEC §2.1)."""
+    try:
+        yield
+    except DB_DOWN as exc:
+        log.warning("PostgreSQL unavailable: %r", exc)
+        raise backend_unavailable("PostgreSQL") from None
+
+
+class Statement:
+    """A statement of :mod:`common.sql` in psycopg's ``%s`` style. ``params`` takes the
+    arguments in ``$n`` order, as asyncpg does, and puts them in placeholder order
+    (``ITEMS_PAGE_IN_CATEGORY`` writes ``$1 … $3 … $2``)."""
+
+    __slots__ = ("order", "text")
+
+    def __init__(self, statement: str) -> None:
+        self.text = sql.psycopg_style(statement)
+        self.order = tuple(sql.placeholder_order(statement))
+
+    def params(self, *args: Any) -> tuple[Any, ...]:
+        return tuple(args[i] for i in self.order)
+
+
+WORLD_BY_ID = Statement(sql.WORLD_BY_ID)
+WORLD_UPDATE = Statement(sql.WORLD_UPDATE)
+FORTUNES = Statement(sql.FORTUNES)
+ITEM_BY_ID = Statement(sql.ITEM_BY_ID)
+ITEMS_PAGE = Statement(sql.ITEMS_PAGE)
+ITEMS_PAGE_IN_CATEGORY = Statement(sql.ITEMS_PAGE_IN_CATEGORY)
+ITEMS_BATCH = Statement(sql.ITEMS_BATCH)
+ITEMS_FIRST = Statement(sql.ITEMS_FIRST)
+ITEM_INSERT = Statement(sql.ITEM_INSERT)
+PING = Statement(sql.PING)
+
+
+def _fetchrow(res: Resources, statement: Statement, *args: Any) -> TupleRow | None:
+    with res.db.connection() as conn:
+        return conn.execute(statement.text, statement.params(*args)).fetchone()
+
+
+def _fetch(res: Resources, statement: Statement, *args: Any) -> list[TupleRow]:
+    with res.db.connection() as conn:
+        return conn.execute(statement.text, statement.params(*args)).fetchall()
+
+
+# -- TechEmpower group (SPEC §3.1) ------------------------------------------------------
+
+
+def db(res: Resources) -> Reply:
+    with database():
+        row = _fetchrow(res, WORLD_BY_ID, techempower.random_number())
+    assert row is not None
+    return replies.json_reply(techempower.world_dict(row))
+
+
+def queries(res: Resources, count: int) -> Reply:
+    """One query per row, as TechEmpower requires, on one connection."""
+    with database(), res.db.connection() as conn, conn.cursor() as cur:
+        rows = [
+            cur.execute(WORLD_BY_ID.text, (i,)).fetchone() for i in techempower.random_ids(count)
+        ]
+    return replies.json_reply([techempower.world_dict(r) for r in rows if r is not None])
+
+
+def updates(res: Resources, count: int) -> Reply:
+    ids = techempower.random_ids(count)
+    with database(), res.db.connection() as conn, conn.cursor() as cur:
+        worlds = [
+            techempower.world_dict(_one(cur.execute(WORLD_BY_ID.text, (i,)).fetchone()))
+            for i in ids
+        ]
+        for world in worlds:
+            world["randomNumber"] = techempower.random_number()
+        # Sorted ids: concurrent batched updates then lock rows in one order (no deadlock).
+        ordered = sorted(worlds, key=lambda w: w["id"])
+        cur.execute(
+            WORLD_UPDATE.text,
+            WORLD_UPDATE.params([w["id"] for w in ordered], [w["randomNumber"] for w in ordered]),
+        )
+    return replies.json_reply(worlds)
+
+
+def _one(row: TupleRow | None) -> TupleRow:
+    assert row is not None  # world ids 1..10000 all exist (SPEC §1)
+    return row
+
+
+def fortunes(res: Resources) -> Reply:
+    with database():
+        rows = _fetch(res, FORTUNES)
+    return Reply(
+        techempower.render_fortunes((r[0], r[1]) for r in rows),
+        media_type="text/html; charset=utf-8",
+    )
+
+
+# -- Items (SPEC §3.3-3.6, 3.10, 3.11, 3.13) --------------------------------------------
+
+
+def get_item(res: Resources, item_id: int) -> Reply:
+    with database():
+        row = _fetchrow(res, ITEM_BY_ID, item_id)
+    return replies.item_reply(row)
+
+
+def list_items(res: Resources, limit: int, after: int, category: str | None) -> Reply:
+    with database():
+        if category is None:
+            rows = _fetch(res, ITEMS_PAGE, after, limit + 1)
+        else:
+            rows = _fetch(res, ITEMS_PAGE_IN_CATEGORY, after, limit + 1, category)
+    return replies.page_reply(rows, limit, category)
+
+
+def batch_items(res: Resources, ids: list[int]) -> Reply:
+    with database():
+        rows = _fetch(res, ITEMS_BATCH, ids)
+    return replies.batch_reply(rows, ids)
+
+
+def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Reply:
+    """Cache-aside: Redis first, PostgreSQL on a miss; Redis down → BYPASS (SPEC §3.6)."""
+    ttl = res.settings.cache_ttl_s
+    key = keys.item_key(item_id)
+    redis_ok = True
+    try:
+        cached = res.redis.get(key)
+    except REDIS_DOWN:
+        cached, redis_ok = None, False
+    if isinstance(cached, bytes):
+        return replies.cached_item_reply(
+            cached, ttl_s=ttl, x_cache="HIT", if_none_match=if_none_match
+        )
+    with database():
+        row = _fetchrow(res, ITEM_BY_ID, item_id)
+    body = replies.item_body(row)
+    if body is None:
+        return replies.item_reply(None)  # raises 404; misses are not cached
+    if redis_ok:
+        try:
+            res.redis.set(key, body, ex=ttl)
+        except REDIS_DOWN:
+            redis_ok = False
+    return replies.cached_item_reply(
+        body, ttl_s=ttl, x_cache="MISS" if redis_ok else "BYPASS", if_none_match=if_none_match
+    )
+
+
+def report(res: Resources, rows: int) -> Reply:
+    with database():
+        fetched = _fetch(res, ITEMS_FIRST, rows)
+    return replies.report_reply(fetched)
+
+
+def products(res: Resources, accept: str | None) -> Reply:
+    media_type = replies.products_media_type(accept)
+    with database():
+        rows = _fetch(res, ITEMS_FIRST, PRODUCTS_COUNT)
+    return replies.products_reply(rows, media_type)
+
+
+def create_item(res: Resources, item: ItemIn) -> Reply:
+    with database():
+        row = _fetchrow(res, ITEM_INSERT, item.name, item.category, round(item.price, 2))
+    assert row is not None
+    return replies.created_item_reply(row)
+
+
+# -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
+
+
+def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
+    """Negotiate now (a 406 must come before the first byte), and open the cursor now: an
+    outage must be a 503 before the first byte too, not a stream that breaks off. The rest
+    is fetched lazily while sending."""
+    fmt = formats.stream_format(replies.stream_media_type(accept))
+    chunks = _item_chunks(res, count, fmt)
+    with database():
+        first = next(chunks)  # connection, DECLARE and the first batch
+    return StreamReply(
+        _Resumed(first, chunks),
+        formats.content_type_header(fmt.media_type),
+        headers={"Vary": "Accept"},
+    )
+
+
+def _item_chunks(res: Resources, count: int, fmt: formats.StreamFormat) -> Generator[bytes]:
+    """A generator: the server pulls one batch at a time. If the client goes away the server
+    closes it (PEP 3333 ``close()``): GeneratorExit unwinds the ``with`` blocks, which roll
+    the transaction back and return the connection to the pool."""
+    batch = res.settings.stream_batch
+    # A server-side (named) cursor needs a transaction; it holds one pool connection while
+    # it streams and memory stays one batch deep, whatever the count.
+    with res.db.connection() as conn:
+        conn.read_only = True  # BEGIN READ ONLY, as asyncpg's transaction(readonly=True)
+        try:
+            with conn.transaction(), conn.cursor(name="lab_stream_items") as cursor:
+                cursor.itersize = batch
+                cursor.execute(ITEMS_FIRST.text, ITEMS_FIRST.params(count))
+                rows = cursor.fetchmany(batch)
+                yield fmt.head() + fmt.batch([item_dict(r) for r in rows])
+                while rows := cursor.fetchmany(batch):
+                    yield fmt.batch([item_dict(r) for r in rows])
+        finally:
+            if not conn.closed:
+                conn.read_only = None  # back to the server default before it returns to the pool
+    yield fmt.tail()
+
+
+class _Resumed:
+    """A started generator with its first chunk put back in front. ``close()`` reaches the
+    generator, so the connection it holds is released even if the body is never sent
+    (a HEAD request, a server that gives up before iterating)."""
+
+    __slots__ = ("_first", "_rest")
+
+    def __init__(self, first: bytes, rest: Generator[bytes]) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._rest.close()
+
+
+def stream_events(count: int, interval_ms: int) -> StreamReply:
+    return StreamReply(
+        _events(count, interval_ms),
+        "text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _events(count: int, interval_ms: int) -> Iterator[bytes]:
+    for seq in range(1, count + 1):
+        if seq > 1 and interval_ms:
+            time.sleep(interval_ms / 1000)
+        yield formats.sse_event(seq, count)
+
+
+# -- Rate limiting (SPEC §3.7) ----------------------------------------------------------
+
+
+def limited(res: Resources, client: str) -> Reply:
+    rl = res.settings.rate_limit
+    try:
+        count, ttl_ms = res.ratelimit_script(
+            keys=[keys.ratelimit_key(client)], args=[rl.limit, rl.window_s * 1000]
+        )
+    except REDIS_DOWN:
+        if res.settings.limiter_fail_closed:
+            raise backend_unavailable("The rate limiter (Redis)") from None
+        return Reply(b'{"status":"ok"}', headers=ratelimit.fail_open_headers(rl.limit))
+    decision = ratelimit.decide(int(count), int(ttl_ms), rl.limit)
+    headers = ratelimit.headers(decision)
+    if not decision.allowed:
+        raise Problem(
+            429, f"Rate limit of {rl.limit} requests per {rl.window_s} s exceeded.", headers=headers
+        )
+    return Reply(b'{"status":"ok"}', headers=headers)
+
+
+# -- Fan-out (SPEC §3.12) ---------------------------------------------------------------
+
+
+def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
+    started = time.perf_counter()
+    # httpx times each phase (connect, write, read) separately; the upstream answers in one
+    # write after the delay, so the read timeout is the per-call deadline.
+    timeout = httpx.Timeout(res.settings.upstream_timeout_ms / 1000)
+    url = res.settings.upstream_url + "/work"
+
+    def call(i: int) -> dict[str, Any] | str:
+        try:
+            resp = res.http.get(url, params={"i": i, "delay_ms": delay_ms}, timeout=timeout)
+            if resp.status_code != 200:
+                return f"status {resp.status_code}"
+            body: dict[str, Any] = orjson.loads(resp.content)
+            return body
+        except httpx.TimeoutException:
+            return "timeout"
+        except (httpx.HTTPError, OSError, ValueError):
+            return "connection"
+
+    # n concurrent calls on the fan-out threads; map() returns them in index order.
+    outcomes: Sequence[dict[str, Any] | str] = list(res.fanout.map(call, range(n)))
+    return replies.aggregate_reply(outcomes, started)
+
+
+# -- CPU and tasks (SPEC §3.14, 3.15) ---------------------------------------------------
+
+
+def run_cpu(res: Resources, fn: Callable[[int], T], n: int) -> T:
+    """Off the request thread on the configured executor; ``inline`` runs it in place. The
+    request thread waits either way: the executor bounds how many run at once (threads) or
+    lets them run in parallel outside the GIL (processes)."""
+    if res.cpu is None:
+        return fn(n)
+    return res.cpu.submit(fn, n).result()
+
+
+def cpu(res: Resources, n: int) -> Reply:
+    return replies.cpu_reply(n, run_cpu(res, cpu_mod.spin, n))
+
+
+def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
+    """Record the task in Redis, then let the adapter submit :func:`run_task` to
+    ``res.tasks``."""
+    task_id = secrets.token_hex(16)
+    try:
+        with res.redis.pipeline(transaction=True) as pipe:
+            state: dict[FieldT, EncodableT] = dict(replies.task_state(task_id, spec).items())
+            pipe.hset(keys.task_key(task_id), mapping=state)
+            pipe.expire(keys.task_key(task_id), TASK_TTL_S)
+            pipe.execute()
+    except REDIS_DOWN:
+        raise backend_unavailable("The task store (Redis)") from None
+    return replies.task_accepted_reply(task_id), task_id
+
+
+TASK_TTL_S = 3600
+
+
+def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
+    key = keys.task_key(task_id)
+    try:
+        res.redis.hset(key, "status", "running")
+        if spec.delay_ms:
+            time.sleep(spec.delay_ms / 1000)
+        result = run_cpu(res, cpu_mod.spin, spec.n)
+        res.redis.hset(key, mapping={"status": "done", "result": str(result)})
+    except Exception as exc:  # a task's failure is its state, not a crash of the worker
+        log.exception("task %s failed", task_id)
+        with contextlib.suppress(*REDIS_DOWN):
+            res.redis.hset(key, mapping={"status": "failed", "error": type(exc).__name__})
+
+
+def get_task(res: Resources, task_id: str) -> Reply:
+    try:
+        state = res.redis.hgetall(keys.task_key(task_id))
+    except REDIS_DOWN:
+        raise backend_unavailable("The task store (Redis)") from None
+    return replies.task_reply({_text(k): _text(v) for k, v in state.items()})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- Health (SPEC §3.16) ----------------------------------------------------------------
+
+
+def health(res: Resources) -> Reply:
+    def db_ok() -> bool:
+        try:
+            with res.db.connection(timeout=1) as conn:
+                conn.execute(PING.text)
+            return True
+        except DB_DOWN:
+            return False
+
+    def cache_ok() -> bool:
+        try:
+            return bool(res.redis.ping())
+        except REDIS_DOWN:
+            return False
+
+    # Both probes at once, as the async side's gather(): an outage costs one timeout, not two.
+    db_state = res.fanout.submit(db_ok)
+    cache_state = cache_ok()
+    return replies.health_reply(db_state.result(), cache_state)

@@ -1,0 +1,370 @@
+"""aiohttp adapter: routing, validation and lifecycle the aiohttp way; behaviour from common/.
+
+aiohttp has no validation layer and no dependency injection: a handler takes the ``Request``,
+reads ``match_info``/``query``/``headers`` and parses them with ``common.validation`` (which
+raises the lab's problems), and finds the worker's resources in typed application state
+(``request.app[RESOURCES]``). Cross-cutting rules live in one ``@web.middleware`` (errors,
+compression, ``Vary``) plus the ``on_response_prepare`` signal (``Server-Timing``), because a
+pure-ASGI middleware such as ``common.asgi.LabMiddleware`` cannot wrap an aiohttp app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
+
+from common import compression, items, negotiation, ratelimit, techempower
+from common.aio import Resources, open_resources, service
+from common.problems import (
+    MAX_BODY_BYTES,
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    internal,
+    method_not_allowed,
+    not_found,
+    payload_too_large,
+)
+from common.reply import Reply, StreamReply
+from common.settings import Settings, get_settings
+from common.validation import decode_body, int_param, optional_category, parse_ids, path_id
+
+log = logging.getLogger("lab")
+
+# Typed application and request state: aiohttp's answer to a DI container.
+SETTINGS = web.AppKey("settings", Settings)
+RESOURCES = web.AppKey("resources", Resources)
+TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+STARTED = web.RequestKey("started", float)
+
+# -- Rendering ----------------------------------------------------------------------------
+
+
+def render(reply: Reply) -> web.Response:
+    # Content-Type as a header: aiohttp's ``content_type=`` argument refuses a charset in it.
+    headers = CIMultiDict(reply.headers)
+    headers["Content-Type"] = reply.media_type
+    return web.Response(body=reply.body, status=reply.status, headers=headers)
+
+
+def problem_response(problem: Problem) -> web.Response:
+    headers = CIMultiDict(problem.headers)
+    headers["Content-Type"] = PROBLEM_MEDIA_TYPE
+    return web.Response(body=problem.body(), status=problem.status, headers=headers)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body within SPEC §2.1's limit: a declared ``Content-Length`` over it is refused
+    before reading; otherwise ``read()`` enforces ``client_max_size`` as the bytes arrive."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise payload_too_large()
+    return await request.read()
+
+
+def choose_coding(
+    request: web.Request, headers: CIMultiDict[str], status: int, length: int | None
+) -> str | None:
+    """SPEC §2.3 for one response: ``Vary: Accept-Encoding`` unless it is an event stream, and
+    the coding to compress with (set as ``Content-Encoding``), or None to send it as is."""
+    media_type = headers.get("Content-Type")
+    if not compression.is_compressible(media_type):
+        return None
+    headers["Vary"] = compression.merge_vary(headers.get("Vary"), "Accept-Encoding")
+    coding = negotiation.best_encoding(request.headers.get("Accept-Encoding"))
+    if coding is None or not compression.should_compress(
+        coding=coding,
+        media_type=media_type,
+        status=status,
+        content_encoding=headers.get("Content-Encoding"),
+        length=length,
+        min_size=request.app[SETTINGS].compression_min_size,
+    ):
+        return None
+    headers["Content-Encoding"] = coding
+    return coding
+
+
+async def stream(request: web.Request, reply: StreamReply) -> web.StreamResponse:
+    """A ``StreamReply`` as a chunked ``StreamResponse``, compressed chunk by chunk.
+
+    aiohttp's own ``StreamResponse.enable_compression()`` knows gzip and deflate (br with an
+    extra package) but not zstd, and decides by its own rules rather than SPEC §2.3, so the
+    lab's encoder does it: each chunk is compressed and flushed, and written as it comes.
+    """
+    assert isinstance(reply.chunks, AsyncIterator)
+    headers = CIMultiDict(reply.headers)
+    headers["Content-Type"] = reply.media_type
+    coding = choose_coding(request, headers, reply.status, None)
+    encoder = compression.new_encoder(coding, request.app[SETTINGS]) if coding else None
+    response = web.StreamResponse(status=reply.status, headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        async for chunk in reply.chunks:
+            data = encoder.compress(chunk) if encoder else chunk
+            if data:
+                await response.write(data)
+        if encoder:
+            await response.write(encoder.finish())
+        await response.write_eof()
+    except Exception:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return response  # the client went away: nobody to tell
+        # The head is out, so no problem response can follow. Drop the connection without the
+        # last chunk: the client sees a truncated body, never one that looks complete.
+        log.exception("stream of %s failed after the response head", request.path)
+        transport.close()
+    return response
+
+
+# -- Lifecycle ------------------------------------------------------------------------------
+
+
+async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the pools when the worker starts, close them when it stops (one per process)."""
+    async with open_resources(app[SETTINGS]) as resources:
+        app[RESOURCES] = resources
+        yield
+
+
+async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Registered after ``resources_ctx``, so cleaned up before it: leftover tasks are
+    cancelled and awaited while Redis is still open."""
+    yield
+    tasks = app[TASKS]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_in_background(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
+    """aiohttp has no ``BackgroundTasks``: a plain task, strongly referenced until it is done
+    (the event loop keeps only a weak reference to a task)."""
+    task = asyncio.create_task(coro)
+    app[TASKS].add(task)
+    task.add_done_callback(app[TASKS].discard)
+
+
+# -- Routes ---------------------------------------------------------------------------------
+
+routes = web.RouteTableDef()
+# aiohttp routes HEAD with every GET unless told not to. The contract names GET only, and the
+# other frameworks answer HEAD with 405 and ``Allow: GET``; so does this one.
+get = functools.partial(routes.get, allow_head=False)
+
+
+@get("/plaintext")
+async def plaintext(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="Hello, World!")
+
+
+@get("/json")
+async def json(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=b'{"message":"Hello, World!"}', content_type="application/json")
+
+
+@get("/db")
+async def db(request: web.Request) -> web.StreamResponse:
+    return render(await service.db(request.app[RESOURCES]))
+
+
+@get("/queries")
+async def queries(request: web.Request) -> web.StreamResponse:
+    count = techempower.queries_param(request.query.get("queries"))
+    return render(await service.queries(request.app[RESOURCES], count))
+
+
+@get("/updates")
+async def updates(request: web.Request) -> web.StreamResponse:
+    count = techempower.queries_param(request.query.get("queries"))
+    return render(await service.updates(request.app[RESOURCES], count))
+
+
+@get("/fortunes")
+async def fortunes(request: web.Request) -> web.StreamResponse:
+    return render(await service.fortunes(request.app[RESOURCES]))
+
+
+# Before /items/{id}: aiohttp tries resources in the order they were added.
+@get("/items/batch")
+async def batch(request: web.Request) -> web.StreamResponse:
+    ids = parse_ids(request.query.get("ids"))
+    return render(await service.batch_items(request.app[RESOURCES], ids))
+
+
+@get("/items/{id}")
+async def get_item(request: web.Request) -> web.StreamResponse:
+    item_id = path_id(request.match_info["id"])
+    return render(await service.get_item(request.app[RESOURCES], item_id))
+
+
+@get("/items")
+async def list_items(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    limit = int_param(q, "limit", lo=1, hi=items.PAGE_LIMIT_MAX, default=items.PAGE_LIMIT_DEFAULT)
+    after = int_param(q, "after", lo=0, hi=items.INT32_MAX, default=0)
+    category = optional_category(q)
+    return render(await service.list_items(request.app[RESOURCES], limit, after, category))
+
+
+@routes.post("/items")
+async def create_item(request: web.Request) -> web.StreamResponse:
+    # 405 was the router's; read_body is 413; decode_body does 415 → 400 → 422.
+    body = await read_body(request)
+    item = decode_body(body, request.headers.get("Content-Type"), items.ItemIn)
+    return render(await service.create_item(request.app[RESOURCES], item))
+
+
+@get("/cached/items/{id}")
+async def cached_item(request: web.Request) -> web.StreamResponse:
+    item_id = path_id(request.match_info["id"])
+    if_none_match = request.headers.get("If-None-Match")
+    return render(await service.cached_item(request.app[RESOURCES], item_id, if_none_match))
+
+
+@get("/limited")
+async def limited(request: web.Request) -> web.StreamResponse:
+    res = request.app[RESOURCES]
+    client = ratelimit.client_key(
+        request.remote, request.headers.get("X-Forwarded-For"), res.settings.trusted_proxies
+    )
+    return render(await service.limited(res, client))
+
+
+@get("/stream/items")
+async def stream_items(request: web.Request) -> web.StreamResponse:
+    count = int_param(
+        request.query, "count", lo=1, hi=items.STREAM_COUNT_MAX, default=items.STREAM_COUNT_DEFAULT
+    )
+    reply = await service.stream_items(request.app[RESOURCES], count, request.headers.get("Accept"))
+    return await stream(request, reply)
+
+
+@get("/stream/events")
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    count = int_param(
+        q, "count", lo=1, hi=items.EVENTS_COUNT_MAX, default=items.EVENTS_COUNT_DEFAULT
+    )
+    interval_ms = int_param(
+        q, "interval_ms", lo=0, hi=items.EVENTS_INTERVAL_MAX, default=items.EVENTS_INTERVAL_DEFAULT
+    )
+    return await stream(request, service.stream_events(count, interval_ms))
+
+
+@get("/report")
+async def report(request: web.Request) -> web.StreamResponse:
+    rows = int_param(
+        request.query, "rows", lo=1, hi=items.REPORT_ROWS_MAX, default=items.REPORT_ROWS_DEFAULT
+    )
+    return render(await service.report(request.app[RESOURCES], rows))
+
+
+@get("/products")
+async def products(request: web.Request) -> web.StreamResponse:
+    return render(await service.products(request.app[RESOURCES], request.headers.get("Accept")))
+
+
+@get("/aggregate")
+async def aggregate(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    n = int_param(q, "n", lo=1, hi=items.FANOUT_MAX, default=items.FANOUT_DEFAULT)
+    delay_ms = int_param(q, "delay_ms", lo=0, hi=items.DELAY_MAX, default=items.DELAY_DEFAULT)
+    return render(await service.aggregate(request.app[RESOURCES], n, delay_ms))
+
+
+@get("/cpu")
+async def cpu(request: web.Request) -> web.StreamResponse:
+    n = int_param(request.query, "n", lo=1, hi=items.CPU_MAX, default=items.CPU_DEFAULT)
+    return render(await service.cpu(request.app[RESOURCES], n))
+
+
+@routes.post("/tasks")
+async def create_task(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request)
+    spec = decode_body(body, request.headers.get("Content-Type"), items.TaskIn, optional=True)
+    res = request.app[RESOURCES]
+    reply, task_id = await service.create_task(res, spec)
+    run_in_background(request.app, service.run_task(res, task_id, spec))
+    return render(reply)
+
+
+@get("/tasks/{task_id}")
+async def get_task(request: web.Request) -> web.StreamResponse:
+    return render(await service.get_task(request.app[RESOURCES], request.match_info["task_id"]))
+
+
+@get("/health")
+async def health(request: web.Request) -> web.StreamResponse:
+    return render(await service.health(request.app[RESOURCES]))
+
+
+# -- Middleware: errors, compression, timing ---------------------------------------------------
+
+
+@web.middleware
+async def lab_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes a problem; whole bodies are compressed here (streams compress
+    themselves in :func:`stream`, having sent their head before this sees them)."""
+    request[STARTED] = time.perf_counter()
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        response = problem_response(problem)
+    except web.HTTPException as exc:  # raised by aiohttp itself: routing, body limit
+        response = problem_response(http_problem(exc))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = problem_response(internal())
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        body = response.body
+        coding = choose_coding(request, response.headers, response.status, len(body))
+        if coding:
+            response.body = compression.compress_body(coding, body, request.app[SETTINGS])
+    return response
+
+
+def http_problem(exc: web.HTTPException) -> Problem:
+    if isinstance(exc, web.HTTPNotFound):
+        return not_found()
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return method_not_allowed(sorted(exc.allowed_methods))
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return payload_too_large()
+    return Problem(exc.status, exc.reason)
+
+
+async def server_timing(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` runs just before any head is written, streamed or not: the
+    exact end of the span SPEC §2.2 measures."""
+    started = request.get(STARTED)
+    if started is not None:
+        dur = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={dur:.3f}"
+
+
+# -- The application ----------------------------------------------------------------------------
+
+
+def create_app() -> web.Application:
+    # client_max_size: request.read() raises HTTPRequestEntityTooLarge past 64 KiB (SPEC §2.1).
+    app = web.Application(middlewares=[lab_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = get_settings()
+    app[TASKS] = set()
+    app.cleanup_ctx.append(resources_ctx)
+    app.cleanup_ctx.append(background_ctx)
+    app.on_response_prepare.append(server_timing)
+    app.add_routes(routes)
+    return app
+
+
+# What gunicorn's aiohttp.GunicornUVLoopWebWorker and ``python -m impls.aiohttp`` serve.
+app = create_app()
