@@ -1,0 +1,129 @@
+"""Fixtures of the black-box suite: one real server process per pair per configuration.
+
+``pair`` is parametrized at session scope over every pair ``lab.matrix`` declares, so pytest
+runs all of one pair's tests before the next pair's and each pair's default server starts
+once. Pairs whose app does not exist yet (or that ``LAB_TEST_PAIRS`` leaves out) are
+deselected at collection. Other configurations are started by the modules that need them,
+through the ``launch`` fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import matrix
+from tests.support import pairs as pair_selection
+from tests.support.client import LabClient
+from tests.support.servers import Server, ServerConfig, running_pair, running_upstream
+from tests.support.services import Services
+
+DEFAULT = ServerConfig("default")
+
+# Small limit, a trusted proxy, a short cache TTL, two workers: the limiter (SPEC §3.7, also
+# across workers), X-Forwarded-For, and Cache-Control following LAB_CACHE_TTL (§3.6).
+LIMITS = ServerConfig(
+    "limits",
+    {"LAB_RATE_LIMIT": "5/60s", "LAB_TRUSTED_PROXIES": "127.0.0.1", "LAB_CACHE_TTL": "7"},
+    workers=2,
+)
+
+
+# --- pair parametrization ----------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Parametrized by id (a string): pytest groups items by a hashable parameter's value, so
+    # each pair's items run together and its session-scoped servers start once.
+    if "pair_id" in metafunc.fixturenames:
+        ids = [p.id for p in pair_selection.select().pairs]
+        metafunc.parametrize("pair_id", ids, ids=ids, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the items of pairs that do not run."""
+    selected = pair_selection.select().selected
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        pair_id = callspec.params.get("pair_id") if callspec is not None else None
+        (drop if pair_id is not None and pair_id not in selected else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def pair(pair_id: str) -> matrix.Pair:
+    """The framework x server pair under test."""
+    return next(p for p in matrix.pairs() if p.id == pair_id)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def upstream(log_dir: Path) -> Iterator[str]:
+    """The URL of a normal upstream service (SPEC §3.12)."""
+    with running_upstream(log_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def flaky_upstream(log_dir: Path) -> Iterator[str]:
+    """An upstream answering 503 to every 3rd call (SPEC §3.12's ``--fail-every``)."""
+    with running_upstream(log_dir, fail_every=3) as url:
+        yield url
+
+
+Launch = Callable[..., contextlib.AbstractContextManager[Server]]
+
+
+@pytest.fixture(scope="session")
+def launch(services: Services, upstream: str, log_dir: Path) -> Launch:
+    """``with launch(pair, config, services_=..., upstream_url=...) as server:`` runs the pair
+    until the block ends, on the session's services and upstream unless told otherwise."""
+
+    def _launch(
+        pair: matrix.Pair,
+        config: ServerConfig = DEFAULT,
+        *,
+        services_: Services | None = None,
+        upstream_url: str | None = None,
+    ) -> contextlib.AbstractContextManager[Server]:
+        return running_pair(
+            pair,
+            config,
+            services=services_ or services,
+            upstream_url=upstream_url or upstream,
+            log_dir=log_dir,
+        )
+
+    return _launch
+
+
+@pytest.fixture(scope="session")
+def server(pair: matrix.Pair, launch: Launch) -> Iterator[Server]:
+    """The pair in its default configuration, one per pair for the whole session."""
+    with launch(pair) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def limits_server(pair: matrix.Pair, launch: Launch) -> Iterator[Server]:
+    with launch(pair, LIMITS) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[LabClient]:
+    with server.client() as c:
+        yield c

@@ -1,0 +1,120 @@
+"""Running the lab's own processes for the tests: a pair under ``lab serve`` in a given
+configuration, and the upstream service of SPEC §3.12."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import matrix
+
+from .client import LabClient
+from .processes import ManagedProcess, ProcessError, free_port, serve_argv, upstream_argv
+from .services import Services
+
+__all__ = ["CONTROLLED", "HOST", "Server", "ServerConfig", "running_pair", "running_upstream"]
+
+HOST = "127.0.0.1"
+
+# Variables the suite sets itself per configuration; inherited values would change what the
+# tests assert (defaults), so they are not passed through. Others (LAB_CPU_EXECUTOR, levels,
+# pool sizes) are, so the suite can run under an experiment's settings.
+CONTROLLED = frozenset(
+    {
+        "LAB_DATABASE_URL",
+        "LAB_REDIS_URL",
+        "LAB_UPSTREAM_URL",
+        "LAB_UPSTREAM_TIMEOUT_MS",
+        "LAB_CACHE_TTL",
+        "LAB_RATE_LIMIT",
+        "LAB_TRUSTED_PROXIES",
+        "LAB_LIMITER_FAIL",
+        "LAB_COMPRESSION_MIN_SIZE",
+        "LAB_SERVER_HEADERS",
+        "LAB_SERVER_NAME",
+        "LAB_DB_TIMEOUT_MS",
+        "LAB_TEST_SERVICES",
+        "LAB_TEST_PAIRS",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One way of running a pair: environment overrides and worker count."""
+
+    name: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1
+
+
+@dataclass
+class Server:
+    pair: matrix.Pair
+    config: ServerConfig
+    url: str
+    process: ManagedProcess
+
+    def client(self, **kwargs: Any) -> LabClient:
+        return LabClient(self.url, **kwargs)
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.contextmanager
+def running_upstream(log_dir: Path, *, fail_every: int = 0) -> Iterator[str]:
+    """``lab upstream`` on a free port; yields its base URL."""
+    port = free_port(HOST)
+    name = f"upstream-{port}" + (f"-fail-every-{fail_every}" if fail_every else "")
+    proc = ManagedProcess(
+        name,
+        upstream_argv(host=HOST, port=port, fail_every=fail_every),
+        base_env(),
+        matrix.REPO_ROOT,
+        log_dir,
+        f"http://{HOST}:{port}/health",
+    ).start()
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def running_pair(
+    pair: matrix.Pair, config: ServerConfig, *, services: Services, upstream_url: str, log_dir: Path
+) -> Iterator[Server]:
+    """The pair under ``lab serve`` until the block ends; then it must stop cleanly (§5)."""
+    port = free_port(HOST)
+    env = (
+        base_env()
+        | {
+            "LAB_DATABASE_URL": services.database_url,
+            "LAB_REDIS_URL": services.redis_url,
+            "LAB_UPSTREAM_URL": upstream_url,
+        }
+        | dict(config.env)
+    )
+    argv = serve_argv(
+        pair.framework.name, pair.server.name, host=HOST, port=port, workers=config.workers
+    )
+    url = f"http://{HOST}:{port}"
+    proc = ManagedProcess(
+        f"{pair.id}-{config.name}-{port}", argv, env, matrix.REPO_ROOT, log_dir, f"{url}/health"
+    ).start()
+    died = False
+    try:
+        yield Server(pair, config, url, proc)
+        died = not proc.running()
+    finally:
+        proc.stop(check=not died)
+    if died:
+        raise ProcessError(f"{proc.name} died while its tests ran\n{proc.log_tail()}")
