@@ -1,9 +1,9 @@
 """Sessions for the lab. A bare ``nox`` runs lint and tests, never a load test.
 
-    nox -s tests          unit, harness and conformance tests (every framework x server pair)
-    nox -s conformance    only the black-box conformance suite
-    nox -s lint           ruff (lint + format check) and mypy --strict
-    nox -s bench          the quick benchmark matrix (`lab bench --quick`), posargs passed on
+nox -s tests          unit, harness and conformance tests (every framework x server pair)
+nox -s conformance    only the black-box conformance suite
+nox -s lint           ruff (lint + format check) and mypy --strict
+nox -s bench          the quick benchmark matrix (`lab bench --quick`), posargs passed on
 """
 
 from __future__ import annotations

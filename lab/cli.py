@@ -41,7 +41,35 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--repeat", type=int)
     bench.add_argument("--duration", type=float)
-    bench.add_argument("--out")
+    bench.add_argument(
+        "--out",
+        help="run folder (default results/<run-id>); an existing one "
+        "is resumed: finished cells are kept",
+    )
+    bench.add_argument(
+        "--concurrency",
+        type=int,
+        action="append",
+        default=[],
+        help="connections (repeatable); default from matrix.toml's [bench]",
+    )
+    bench.add_argument("--warmup", type=float, help="warm-up seconds before each cell")
+    bench.add_argument("--workers", type=int, help="server workers (default 1: one core)")
+    bench.add_argument(
+        "--no-floors",
+        action="store_true",
+        help="skip the floors (raw ASGI/WSGI apps, framework hello worlds)",
+    )
+    bench.add_argument("--no-pin", action="store_true", help="do not pin server and wrk to CPUs")
+    bench.add_argument("--wrk", help="the load tool's binary (default $LAB_WRK or wrk on PATH)")
+    bench.add_argument(
+        "--target",
+        metavar="URL",
+        help="load a server that is already running instead of the matrix",
+    )
+    bench.add_argument("--target-name", help="the name --target's results go under")
+    bench.add_argument("--list", action="store_true", help="print the planned cells and exit")
+    bench.add_argument("--strict", action="store_true", help="exit 1 when a cell failed or errored")
 
     report = sub.add_parser("report", help="tables, plots and the HTML report from results")
     report.add_argument("dir")
@@ -69,14 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return upstream.command(args.host, args.port, fail_every=args.fail_every)
     if args.command in {"bench", "report"}:
-        try:
-            from bench import cli as bench_cli  # type: ignore[attr-defined]
-        except ImportError:
-            print(
-                f"lab {args.command}: the harness is not installed in this checkout",
-                file=sys.stderr,
-            )
-            return 2
+        from bench import cli as bench_cli
+
         return int(bench_cli.command(args))
     raise AssertionError(args.command)
 

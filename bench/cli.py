@@ -1,0 +1,218 @@
+"""``lab bench`` and ``lab report``: parse the options, preflight, plan, run, summarise.
+
+``lab bench`` exits 0 when every planned cell was run (whatever the cells' outcomes: a
+failing pair is a result), 1 when a cell failed or errored and ``--strict`` was given, 2 on
+a usage or preflight error and 130 when interrupted (finished cells are kept; run the same
+command with ``--out <run dir>`` to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lab import matrix
+from lab.scenarios import Scenario, scenarios
+
+from . import load, manifest, preflight, report
+from .method import Method, method_for
+from .plan import build_plan, scenarios_for
+from .results import RunDir, stamp, write_json
+from .runner import Runner, write_summary
+from .targets import Target, select_targets
+from .ui import make_console, make_ui
+
+__all__ = ["command"]
+
+RESULTS_ROOT = matrix.REPO_ROOT / "results"
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        return report.command(args.dir)
+    try:
+        return bench(args)
+    except preflight.PreflightError as exc:
+        print(f"lab bench: {exc}", file=sys.stderr)
+        return 2
+
+
+def _opt(args: argparse.Namespace, name: str, default: Any = None) -> Any:
+    return getattr(args, name, default)
+
+
+def choose_scenarios(names: list[str], *, quick: bool) -> list[Scenario]:
+    known = {s.id: s for s in scenarios()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise preflight.PreflightError(
+            f"unknown scenario {unknown[0]!r}; known: {', '.join(known)}"
+        )
+    if names:
+        return [s for s in scenarios() if s.id in names]
+    return [s for s in scenarios() if s.quick or not quick]
+
+
+def choose_targets(args: argparse.Namespace) -> list[Target]:
+    url = _opt(args, "target")
+    if url:
+        name = _opt(args, "target_name") or "external"
+        fw = matrix.Framework(name, "external", url, ("external",))
+        return [Target(matrix.Pair(fw, matrix.Server("external", url, "")), "external")]
+    try:
+        return select_targets(
+            tuple(args.framework),
+            tuple(args.server),
+            with_floors=not _opt(args, "no_floors", False),
+        )
+    except KeyError as exc:
+        raise preflight.PreflightError(str(exc.args[0])) from None
+
+
+def default_run_dir(method: Method) -> Path:
+    stamp_ = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    commit = manifest.git_info().get("commit")
+    return RESULTS_ROOT / (f"{stamp_}-{method.mode}" + (f"-{commit[:8]}" if commit else ""))
+
+
+def bench(args: argparse.Namespace) -> int:
+    argv = ["lab", *sys.argv[1:]] if Path(sys.argv[0]).name in {"lab", "cli.py"} else sys.argv
+    method = method_for(
+        quick=args.quick,
+        duration_s=args.duration,
+        warmup_s=_opt(args, "warmup"),
+        repeats=args.repeat,
+        concurrency=tuple(_opt(args, "concurrency") or ()),
+        workers=_opt(args, "workers"),
+        pin=not _opt(args, "no_pin", False),
+    )
+    if (
+        method.duration_s < 1
+        or method.duration_s != int(method.duration_s)
+        or method.warmup_s < 0
+        or method.warmup_s != int(method.warmup_s)
+    ):
+        raise preflight.PreflightError(
+            "--duration and --warmup are whole seconds (wrk's unit); --duration at least 1"
+        )
+    if method.repeats < 1:
+        raise preflight.PreflightError("--repeat must be at least 1")
+    chosen = choose_scenarios(list(args.scenario), quick=args.quick)
+    targets = [t for t in choose_targets(args) if scenarios_for(t, chosen, method)]
+    if not targets:
+        raise preflight.PreflightError("nothing to run: no target serves the chosen scenarios")
+    groups = build_plan(targets, chosen, method)
+    cells = sum(len(g.cells) for g in groups)
+    if _opt(args, "list", False):
+        for group in groups:
+            for cell in group.cells:
+                print(f"{cell.id}  [{group.config}]")
+        print(f"{cells} cells, {len(groups)} server starts", file=sys.stderr)
+        return 0
+
+    wrk = load.find_wrk(_opt(args, "wrk"))
+    preflight.check_wrk(wrk, pin=method.pin)
+    assert wrk is not None
+    urls = None
+    if any(t.needs_services for t in targets):
+        urls = preflight.resolve_services()
+        preflight.check_seeded(urls.database_url)
+
+    run = RunDir(Path(args.out) if args.out else default_run_dir(method))
+    selection = {
+        "targets": [t.id for t in targets],
+        "scenarios": [s.id for s in chosen],
+        "cells": cells,
+        "server_starts": len(groups),
+    }
+    if run.exists():
+        _resume_manifest(run, method, argv, selection)
+    else:
+        run.create()
+        lua = load.LUA_SCRIPT.read_bytes()
+        data = manifest.collect(
+            run_id=run.run_id,
+            argv=argv,
+            method=method.to_json(),
+            pinning={
+                "enabled": method.pin,
+                "tool": "taskset" if method.pin else None,
+                "server_cpus": list(method.server_cpus) if method.pin else None,
+                "client_cpus": list(method.client_cpus) if method.pin else None,
+                "note": "server's whole process tree on server_cpus; wrk, the upstream "
+                "service and the harness on client_cpus; PostgreSQL and Redis "
+                "are not pinned"
+                if method.pin
+                else "not pinned (--no-pin or fewer than 2 usable CPUs)",
+            },
+            wrk={
+                "path": wrk,
+                "version": load.wrk_version(wrk),
+                "script": str(load.LUA_SCRIPT.relative_to(matrix.REPO_ROOT)),
+                "script_sha256": hashlib.sha256(lua).hexdigest(),
+            },
+            services=manifest.service_versions(
+                urls.database_url if urls else None, urls.redis_url if urls else None
+            ),
+            selection=selection,
+        )
+        write_json(run.manifest, stamp("manifest", data))
+    run.create()
+
+    console = make_console()
+    ui = make_ui(console)
+    runner = Runner(run, method, wrk=wrk, ui=ui, services=urls, external_url=_opt(args, "target"))
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with ui:
+            runner.execute(groups)
+    except KeyboardInterrupt:
+        write_summary(run, method)
+        print(
+            f"lab bench: interrupted; finished cells are in {run.path}; resume with "
+            f"`lab bench ... --out {run.path}`",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    rows = write_summary(run, method)
+    mf, _ = report.load_rows(run)
+    report.render(mf, rows, console)
+    done = [c for c in run.iter_cells()]
+    bad = [c for c in done if c["outcome"] != "ok"]
+    console.print(
+        f"lab bench: {len(done)} cells in {run.path} "
+        f"({len(done) - len(bad)} ok, {len(bad)} failed or errored)"
+    )
+    return 1 if bad and _opt(args, "strict", False) else 0
+
+
+def _resume_manifest(
+    run: RunDir, method: Method, argv: list[str], selection: dict[str, Any]
+) -> None:
+    data = run.read_manifest()
+    stored = data.get("method", {})
+    keys = method.comparable()
+    differ = {k: (stored.get(k), v) for k, v in keys.items() if stored.get(k) != v}
+    if differ:
+        detail = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in differ.items())
+        raise preflight.PreflightError(
+            f"{run.path} was measured differently ({detail}): resume with the same settings or "
+            "choose a new --out"
+        )
+    data.setdefault("sessions", []).append(
+        {**manifest.session(argv), "method": method.to_json(), "selection": selection}
+    )
+    write_json(run.manifest, data)

@@ -1,0 +1,200 @@
+"""The manifest: everything a reader needs to judge or reproduce a run's numbers.
+
+CPU model, cores, kernel, Python, every installed package's version, PostgreSQL, Redis and
+wrk versions, git commit and dirty flag, pinning, date and command line. Secrets are never
+recorded: passwords in URLs are replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+from lab.matrix import REPO_ROOT
+
+__all__ = ["collect", "git_info", "now_iso", "redact_url", "session"]
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def machine() -> dict[str, Any]:
+    uname = platform.uname()
+    return {
+        "cpu_model": cpu_model(),
+        "cpus_logical": psutil.cpu_count(logical=True),
+        "cpus_physical": psutil.cpu_count(logical=False),
+        "cpu_affinity": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
+        "memory_bytes": psutil.virtual_memory().total,
+        "system": uname.system,
+        "kernel": uname.release,
+        "kernel_version": uname.version,
+        "arch": uname.machine,
+        "virtualization": _virtualization(),
+    }
+
+
+def _virtualization() -> str | None:
+    try:
+        out = subprocess.run(
+            ["systemd-detect-virt"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def python() -> dict[str, Any]:
+    return {
+        "version": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "build": list(platform.python_build()),
+        "compiler": platform.python_compiler(),
+    }
+
+
+def packages() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[name.lower()] = dist.version
+    return dict(sorted(found.items()))
+
+
+def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=normal")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": None if status is None else bool(status),
+    }
+
+
+async def _postgres_version(url: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def service_versions(database_url: str | None, redis_url: str | None) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "postgresql": None,
+        "redis": None,
+        "database_url": database_url and redact_url(database_url),
+        "redis_url": redis_url and redact_url(redis_url),
+    }
+    if database_url:
+        try:
+            result["postgresql"] = asyncio.run(_postgres_version(database_url))
+        except Exception as exc:  # a version is informative, not required
+            result["postgresql_error"] = repr(exc)
+    if redis_url:
+        try:
+            import redis
+
+            client = redis.Redis.from_url(redis_url, socket_timeout=5)
+            try:
+                info = client.info("server")
+            finally:
+                client.close()
+            result["redis"] = info.get("redis_version") or info.get("valkey_version")
+            if "valkey_version" in info:
+                result["redis_flavour"] = "valkey " + str(info["valkey_version"])
+        except Exception as exc:
+            result["redis_error"] = repr(exc)
+    return result
+
+
+def lab_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith("LAB_")}
+    return {k: redact_url(v) if "://" in v else v for k, v in sorted(env.items())}
+
+
+def session(argv: list[str]) -> dict[str, Any]:
+    return {
+        "started_at": now_iso(),
+        "command": argv,
+        "cwd": os.getcwd(),
+        "git": git_info(),
+        "pid": os.getpid(),
+    }
+
+
+def collect(
+    *,
+    run_id: str,
+    argv: list[str],
+    method: dict[str, Any],
+    pinning: dict[str, Any],
+    wrk: dict[str, Any],
+    services: dict[str, Any],
+    selection: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "created_at": now_iso(),
+        "command": argv,
+        "git": git_info(),
+        "machine": machine(),
+        "python": python(),
+        "packages": packages(),
+        "services": services,
+        "wrk": wrk,
+        "pinning": pinning,
+        "method": method,
+        "selection": selection,
+        "env": lab_env(),
+        "sessions": [session(argv)],
+    }

@@ -1,0 +1,113 @@
+"""How a run measures: the ``[bench]`` tables of ``matrix.toml`` plus command-line overrides.
+
+The method is written into the manifest; a resumed run must measure the same way, so
+:meth:`Method.comparable` names the fields that must not change between sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from lab.scenarios import matrix_table
+
+__all__ = ["Method", "method_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    mode: str  # quick | full
+    duration_s: float
+    warmup_s: float
+    concurrency: tuple[int, ...]
+    repeats: int
+    workers: int
+    timeout_s: float
+    threads: int
+    noisy_threshold: float
+    client_saturated: float
+    pin: bool
+    server_cpus: tuple[int, ...]
+    client_cpus: tuple[int, ...]
+    floor_scenarios: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("concurrency", "server_cpus", "client_cpus", "floor_scenarios"):
+            data[key] = list(data[key])
+        return data
+
+    def comparable(self) -> dict[str, Any]:
+        """What two sessions of one run must share for their cells to be comparable."""
+        data = self.to_json()
+        return {
+            k: data[k]
+            for k in (
+                "duration_s",
+                "warmup_s",
+                "workers",
+                "timeout_s",
+                "threads",
+                "pin",
+                "server_cpus",
+                "client_cpus",
+            )
+        }
+
+
+def method_for(
+    *,
+    quick: bool,
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+    repeats: int | None = None,
+    concurrency: tuple[int, ...] = (),
+    workers: int | None = None,
+    pin: bool = True,
+) -> Method:
+    """The declared method for the mode, with the given overrides. Pinning is on only when
+    asked for and the machine has the declared CPUs."""
+    bench = matrix_table("bench")
+    mode = bench["quick" if quick else "full"]
+    server_cpus = tuple(int(c) for c in bench.get("server_cpus", (0,)))
+    client_cpus = tuple(int(c) for c in bench.get("client_cpus", (1,)))
+    method = Method(
+        mode="quick" if quick else "full",
+        duration_s=float(mode["duration_s"]),
+        warmup_s=float(mode["warmup_s"]),
+        concurrency=tuple(int(c) for c in mode["concurrency"]),
+        repeats=int(mode["repeats"]),
+        workers=int(mode.get("workers", 1)),
+        timeout_s=float(bench.get("timeout_s", 10)),
+        threads=int(bench.get("threads", 1)),
+        noisy_threshold=float(bench.get("noisy_threshold", 0.10)),
+        client_saturated=float(bench.get("client_saturated", 0.90)),
+        pin=pin and can_pin(server_cpus + client_cpus),
+        server_cpus=server_cpus,
+        client_cpus=client_cpus,
+        floor_scenarios=tuple(
+            mode.get("floor_scenarios", bench.get("floor_scenarios", ("json", "plaintext")))
+        ),
+    )
+    overrides: dict[str, Any] = {}
+    if duration_s is not None:
+        overrides["duration_s"] = float(duration_s)
+    if warmup_s is not None:
+        overrides["warmup_s"] = float(warmup_s)
+    if repeats is not None:
+        overrides["repeats"] = int(repeats)
+    if concurrency:
+        overrides["concurrency"] = tuple(sorted(set(concurrency)))
+    if workers is not None:
+        overrides["workers"] = int(workers)
+    return replace(method, **overrides)
+
+
+def can_pin(cpus: tuple[int, ...]) -> bool:
+    """Whether this process may run on every CPU named (so a child can be pinned to any)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return False
+    return len(set(cpus)) >= 2 and set(cpus) <= allowed

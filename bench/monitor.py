@@ -1,0 +1,133 @@
+"""The server's cost: CPU time and peak memory of its whole process tree during a cell.
+
+A thread samples the tree (the server's process and its descendants, found afresh each time
+so respawned workers count) about ten times a second. CPU is the sum over processes of the
+growth of user + system time since the process was first seen (a process first seen
+mid-window counts from zero: it started inside the window); memory is the largest sum of
+RSS seen at one sample (shared pages of forked workers are counted once per process, as RSS
+does, so this is an upper bound).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+__all__ = ["TreeSample", "TreeSampler", "tree_affinity", "tree_cpu_s", "wait_idle"]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSample:
+    cpu_s: float
+    peak_rss_bytes: int
+    processes: int
+    samples: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cpu_s": round(self.cpu_s, 4),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "processes": self.processes,
+            "samples": self.samples,
+        }
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_affinity(pid: int) -> list[int]:
+    """The CPUs any process of the tree may run on."""
+    cpus: set[int] = set()
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.Error, AttributeError):
+            cpus.update(proc.cpu_affinity() or [])
+    return sorted(cpus)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the tree's live processes."""
+    total = 0.0
+    for proc in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def wait_idle(
+    pid: int, *, window_s: float = 0.1, idle: float = 0.05, timeout_s: float = 10.0
+) -> float:
+    """Wait until the tree used less than ``idle`` of a CPU over one ``window_s`` (a server
+    still finishing requests abandoned by the last load run would bill the next cell), at
+    most ``timeout_s``. Returns the seconds waited."""
+    started = time.monotonic()
+    last = tree_cpu_s(pid)
+    while time.monotonic() - started < timeout_s:
+        time.sleep(window_s)
+        now = tree_cpu_s(pid)
+        if now - last < idle * window_s:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+class TreeSampler:
+    """``with TreeSampler(pid) as s: ...`` then ``s.result()``."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self._start_cpu: dict[tuple[int, float], float] = {}
+        self._last_cpu: dict[tuple[int, float], float] = {}
+        self._peak_rss = 0
+        self._samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
+        self._lock = threading.Lock()
+
+    def sample(self, *, first: bool = False) -> None:
+        rss = 0
+        with self._lock:
+            for proc in _tree(self.pid):
+                try:
+                    with proc.oneshot():
+                        key = (proc.pid, proc.create_time())
+                        times = proc.cpu_times()
+                        rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                cpu = times.user + times.system
+                if key not in self._start_cpu:
+                    self._start_cpu[key] = cpu if first else 0.0
+                self._last_cpu[key] = cpu
+            self._peak_rss = max(self._peak_rss, rss)
+            self._samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> TreeSampler:
+        self.sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def result(self) -> TreeSample:
+        with self._lock:
+            cpu = sum(self._last_cpu[k] - self._start_cpu[k] for k in self._last_cpu)
+            return TreeSample(max(cpu, 0.0), self._peak_rss, len(self._last_cpu), self._samples)

@@ -1,0 +1,88 @@
+"""The cells of a run and the order they run in.
+
+A *cell* is one target x scenario x concurrency x repeat. Cells are grouped by server start:
+one *group* is one target under one server configuration (scenarios that need other LAB_*
+settings, like ``limited``, get their own start) for one round. Rounds interleave repeats
+across targets: round 1 runs every target once, then round 2 does it again (A B C A B C),
+so a slow drift of the machine spreads over every target instead of landing on one; each
+round starts each server afresh, so repeats also sample start-up variance.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lab.scenarios import Scenario
+
+from .method import Method
+from .results import cell_id
+from .targets import Target
+
+__all__ = ["Cell", "Group", "build_plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    target: Target
+    scenario: Scenario
+    concurrency: int
+    repeat: int
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.target.id, self.scenario.id, self.concurrency, self.repeat)
+
+    @property
+    def seed(self) -> int:
+        """Seeds the random ids of wrk's Lua: fixed per cell, different across cells."""
+        return zlib.crc32(self.id.encode()) % 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    round: int
+    target: Target
+    env: tuple[tuple[str, str], ...]  # the scenarios' LAB_* settings for this server start
+    cells: tuple[Cell, ...]
+
+    @property
+    def config(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.env) or "default"
+
+    @property
+    def slug(self) -> str:
+        config = "default" if not self.env else f"cfg{zlib.crc32(self.config.encode()):08x}"
+        return f"{self.target.id}__{config}__r{self.round}"
+
+
+def scenarios_for(
+    target: Target,
+    scenarios: Sequence[Scenario],
+    method: Method,
+) -> list[Scenario]:
+    if target.role == "floor":
+        return [s for s in scenarios if s.id in method.floor_scenarios]
+    return list(scenarios)
+
+
+def build_plan(
+    targets: Sequence[Target], scenarios: Sequence[Scenario], method: Method
+) -> list[Group]:
+    groups: list[Group] = []
+    for rnd in range(1, method.repeats + 1):
+        for target in targets:
+            by_config: dict[str, list[Scenario]] = {}
+            for sc in scenarios_for(target, scenarios, method):
+                by_config.setdefault(sc.config, []).append(sc)
+            for config in sorted(by_config):  # "" (the default configuration) first
+                chosen = by_config[config]
+                cells = tuple(
+                    Cell(target, sc, conc, rnd)
+                    for sc in chosen
+                    for conc in (sc.concurrency or method.concurrency)
+                )
+                env = tuple(sorted(chosen[0].env.items()))
+                groups.append(Group(rnd, target, env, cells))
+    return groups

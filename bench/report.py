@@ -1,0 +1,133 @@
+"""``lab report DIR``: tables from stored results (the plots and HTML come later).
+
+Reads ``summary.json`` when it is there, else rebuilds the rows from the cells, so a run
+that was interrupted before its summary was written still reports.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import stats
+from .results import SCHEMA, RunDir
+
+__all__ = ["command", "load_rows", "render"]
+
+
+def load_rows(run: RunDir) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    manifest = run.read_manifest() if run.manifest.exists() else {}
+    if run.summary.exists():
+        summary = json.loads(run.summary.read_text())
+        if summary.get("schema") == SCHEMA["summary"]:
+            return manifest, list(summary["rows"])
+    method = manifest.get("method", {})
+    rows = stats.summarise(
+        run.iter_cells(),
+        noisy_threshold=float(method.get("noisy_threshold", 0.10)),
+        planned_repeats=method.get("repeats"),
+    )
+    return manifest, rows
+
+
+def _f(value: Any, scale: float = 1.0, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(float(value) / scale)
+
+
+def _ratio(ref: dict[str, Any] | None) -> str:
+    if not ref or ref.get("rps_ratio") is None:
+        return "-"
+    return f"{ref['rps_ratio']:.2f}"
+
+
+def render(manifest: dict[str, Any], rows: list[dict[str, Any]], console: Console) -> None:
+    if manifest:
+        mach = manifest.get("machine", {})
+        pin = manifest.get("pinning", {})
+        method = manifest.get("method", {})
+        git = manifest.get("git", {})
+        pinning = (
+            f"server {pin.get('server_cpus')} / client {pin.get('client_cpus')}"
+            if pin.get("enabled")
+            else "off"
+        )
+        console.print(
+            f"run {manifest.get('run_id')} ({method.get('mode')}): {mach.get('cpu_model')}, "
+            f"{mach.get('cpus_logical')} CPUs, kernel {mach.get('kernel')}, Python "
+            f"{manifest.get('python', {}).get('version')}, {manifest.get('wrk', {}).get('version')}"
+            f"; pinning {pinning}"
+            f"; {method.get('duration_s')} s x {method.get('repeats')} repeat(s), "
+            f"{method.get('workers')} worker(s); commit {git.get('commit') or 'none'}"
+            f"{' (dirty)' if git.get('dirty') else ''}",
+            highlight=False,
+            markup=False,
+        )
+    by_board: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_board.setdefault((row["scenario"], row["concurrency"]), []).append(row)
+    for (scenario, conc), board in sorted(by_board.items()):
+        board.sort(
+            key=lambda r: (r["role"] != "pair", r["rank"] is None, r["rank"] or 0, r["target"])
+        )
+        table = Table(title=f"{scenario} @ {conc} connections", title_justify="left")
+        for name in (
+            "#",
+            "target",
+            "req/s",
+            "spread",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "cpu s/1k",
+            "RSS MiB",
+            "B/resp",
+            "/server floor",
+            "/fw floor",
+            "status",
+        ):
+            table.add_column(name, justify="left" if name in {"target", "status"} else "right")
+        for row in board:
+            lat = row["latency_us"]
+            status = row["outcome"]
+            if row["noisy"]:
+                status += " noisy"
+            if row["client_saturated"]:
+                status += " client-saturated"
+            if row.get("latency_censored"):
+                status += " latency-censored"
+            if row["outcome"] != "ok" and row["reasons"]:
+                status += ": " + escape(row["reasons"][0][:60])
+            table.add_row(
+                "" if row["rank"] is None else str(row["rank"]),
+                row["target"] + (" (floor)" if row["role"] == "floor" else ""),
+                _f(row["rps"]["median"]),
+                _f(row["rps"]["spread"], 0.01, "{:.1f}%"),
+                _f(lat.get("p50"), 1000, "{:.2f}"),
+                _f(lat.get("p99"), 1000, "{:.2f}"),
+                _f(lat.get("p99_9"), 1000, "{:.2f}"),
+                _f(row["cpu_s_per_1k"], 1, "{:.3f}"),
+                _f(row["peak_rss_bytes"], 2**20, "{:.0f}"),
+                _f(row["bytes_per_response"]),
+                _ratio(row["floors"].get("server")),
+                _ratio(row["floors"].get("framework")),
+                status,
+            )
+        console.print(table)
+
+
+def command(directory: str) -> int:
+    run = RunDir(Path(directory))
+    if not run.path.is_dir() or not (run.manifest.exists() or run.cells.is_dir()):
+        print(f"lab report: {directory} holds no benchmark results", file=sys.stderr)
+        return 2
+    manifest, rows = load_rows(run)
+    from .ui import make_console
+
+    render(manifest, rows, make_console())
+    return 0

@@ -1,0 +1,106 @@
+"""The results directory of one run (schema: docs/results-schema.md).
+
+```
+<run dir>/manifest.json                       the machine, software and method
+<run dir>/cells/<target>__<scenario>__c<N>__r<R>.json   one per measured cell
+<run dir>/summary.json                        medians, spread, ranks; rebuilt after each cell
+<run dir>/raw/                                wrk's JSON and text, server logs
+```
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``),
+so a reader or a crash never sees half a file. A run is resumed by pointing ``--out`` at its
+folder again: cells whose file says ``ok`` or ``failed`` are kept, ``error`` cells (nothing
+was measured) are tried again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SCHEMA_VERSION", "RunDir", "cell_id", "write_json"]
+
+SCHEMA_VERSION = 1
+SCHEMA = {
+    "manifest": "lab-bench/manifest",
+    "cell": "lab-bench/cell",
+    "summary": "lab-bench/summary",
+}
+DONE_OUTCOMES = frozenset({"ok", "failed"})
+
+
+def cell_id(target: str, scenario: str, concurrency: int, repeat: int) -> str:
+    return f"{target}__{scenario}__c{concurrency}__r{repeat}"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def stamp(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the schema name and version first."""
+    return {"schema": SCHEMA[kind], "schema_version": SCHEMA_VERSION, **data}
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cells = path / "cells"
+        self.raw = path / "raw"
+        self.manifest = path / "manifest.json"
+        self.summary = path / "summary.json"
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def create(self) -> None:
+        self.cells.mkdir(parents=True, exist_ok=True)
+        self.raw.mkdir(parents=True, exist_ok=True)
+
+    def exists(self) -> bool:
+        return self.manifest.exists()
+
+    def read_manifest(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.manifest.read_text())
+        return data
+
+    def cell_path(self, cid: str) -> Path:
+        return self.cells / f"{cid}.json"
+
+    def write_cell(self, cid: str, record: dict[str, Any]) -> None:
+        write_json(self.cell_path(cid), stamp("cell", record))
+
+    def iter_cells(self) -> Iterator[dict[str, Any]]:
+        if not self.cells.is_dir():
+            return
+        for path in sorted(self.cells.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # never half-written (atomic); unreadable means damaged: redo it
+            if isinstance(data, dict) and data.get("schema") == SCHEMA["cell"]:
+                yield data
+
+    def done_cells(self) -> set[str]:
+        """Cells a resumed run keeps: measured, whether ok or failed."""
+        return {c["cell_id"] for c in self.iter_cells() if c.get("outcome") in DONE_OUTCOMES}

@@ -1,0 +1,464 @@
+"""Runs a plan: starts each group's server, measures its cells, writes each as it finishes.
+
+Per cell: warm-up (a load run whose numbers are kept in ``raw/`` only), the scenario's check,
+the measured load run with the server's process tree sampled, the check again. The server
+is pinned to ``server_cpus`` (``taskset`` on its command, so every worker it forks inherits
+the mask); wrk, the upstream service and the harness itself to ``client_cpus``.
+
+Nothing outlives the run: every child has its own process group and a parent-death signal
+(``lab.procs.spawn``), and ``finally`` blocks stop each group on the way out of an error,
+a crash of the server or Ctrl-C. A server that does not start or dies marks its cells
+``error`` and the matrix goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from lab import matrix, procs
+
+from . import checks, load, stats
+from .manifest import now_iso, redact_url
+from .method import Method
+from .monitor import TreeSampler, tree_affinity, wait_idle
+from .plan import Cell, Group
+from .preflight import ServiceUrls
+from .results import RunDir, stamp, write_json
+from .targets import Target, floor_of, floors
+
+__all__ = ["UI", "Runner", "target_json"]
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 60.0
+
+
+class UI(Protocol):
+    def plan(self, total: int, done: int) -> None: ...
+    def group(self, group: Group, pending: int) -> None: ...
+    def cell(self, cell: Cell, phase: str, seconds: float) -> None: ...
+    def cell_done(self, record: dict[str, Any], rows: list[dict[str, Any]]) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+def target_json(target: Target, workers: int) -> dict[str, Any]:
+    refs: dict[str, str] = {}
+    for fl in floors():
+        if floor_of(target, fl):
+            refs[fl.floor_of] = f"{fl.name}-{target.server}"
+    return {
+        "id": target.id,
+        "role": target.role,
+        "app_name": target.app_name,
+        "framework": target.framework,
+        "server": target.server,
+        "kind": target.kind,
+        "app": target.pair.framework.app,
+        "floor_of": target.floor.floor_of if target.floor else None,
+        "workers": workers,
+        "floors": refs,
+    }
+
+
+def scenario_json(cell: Cell) -> dict[str, Any]:
+    sc = cell.scenario
+    return {
+        "id": sc.id,
+        "method": sc.method,
+        "path": sc.path,
+        "headers": sc.headers,
+        "body": sc.body,
+        "ids": list(sc.ids) if sc.ids else None,
+        "expect": list(sc.expect),
+        "env": sc.env,
+    }
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes] | None  # None: an external server (--target URL)
+    base_url: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    ready_s: float
+    affinity: list[int] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.proc is None or self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+
+class ServerDied(RuntimeError):
+    pass
+
+
+def _set_process_affinity(cpus: set[int]) -> None:
+    """``sched_setaffinity`` applies to one thread: set it on every thread of the process
+    (the UI's refresh thread included); threads started later inherit their creator's."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, cpus)
+
+
+def _tail(path: Path, chars: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:].strip()
+    except OSError:
+        return ""
+
+
+class Runner:
+    def __init__(
+        self,
+        run: RunDir,
+        method: Method,
+        *,
+        wrk: str,
+        ui: UI,
+        services: ServiceUrls | None,
+        external_url: str | None = None,
+    ) -> None:
+        self.run = run
+        self.method = method
+        self.wrk = wrk
+        self.ui = ui
+        self.services = services
+        self.external_url = external_url
+        self.upstream: subprocess.Popen[bytes] | None = None
+        self.upstream_url: str | None = None
+        self._logs: list[IO[bytes]] = []
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def execute(self, groups: Sequence[Group]) -> None:
+        done = self.run.done_cells()
+        total = sum(len(g.cells) for g in groups)
+        self.ui.plan(total, sum(1 for g in groups for c in g.cells if c.id in done))
+        with self._pinned_self():
+            try:
+                for group in groups:
+                    pending = [c for c in group.cells if c.id not in done]
+                    if pending:
+                        self._run_group(group, pending)
+            finally:
+                self._stop_upstream()
+                for fh in self._logs:
+                    fh.close()
+
+    @contextlib.contextmanager
+    def _pinned_self(self) -> Iterator[None]:
+        """Keep the harness (every thread of it, and what it spawns unpinned: the upstream)
+        off the server's CPU."""
+        if not self.method.pin:
+            yield
+            return
+        before = os.sched_getaffinity(0)
+        _set_process_affinity(set(self.method.client_cpus))
+        try:
+            yield
+        finally:
+            _set_process_affinity(before)
+
+    def _run_group(self, group: Group, pending: list[Cell]) -> None:
+        self.ui.group(group, len(pending))
+        server: Server | None = None
+        try:
+            try:
+                server = self._start_server(group)
+            except Exception as exc:
+                for cell in pending:
+                    self._write_error(cell, f"server did not start: {exc}", group)
+                return
+            for i, cell in enumerate(pending):
+                if not server.alive():
+                    for rest in pending[i:]:
+                        self._write_error(
+                            rest,
+                            "server exited with "
+                            f"{server.returncode} before this cell: "
+                            f"{_tail(server.log, 600)}",
+                            group,
+                            server,
+                        )
+                    return
+                self._run_cell(cell, group, server)
+        finally:
+            if server is not None and server.proc is not None:
+                procs.stop_group(server.proc)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _taskset(self, cpus: Sequence[int]) -> list[str]:
+        return ["taskset", "-c", ",".join(map(str, cpus))] if self.method.pin else []
+
+    def _ensure_upstream(self) -> str:
+        if self.upstream_url is not None:
+            return self.upstream_url
+        port = procs.free_port(HOST)
+        log = (self.run.raw / "upstream.log").open("ab")
+        self._logs.append(log)
+        self.upstream = procs.spawn(
+            [sys.executable, "-m", "lab.cli", "upstream", "--host", HOST, "--port", str(port)],
+            cwd=matrix.REPO_ROOT,
+            stdout=log.fileno(),
+            stderr=subprocess.STDOUT,
+        )
+        procs.wait_http_ok(f"http://{HOST}:{port}/health", timeout_s=30, proc=self.upstream)
+        self.upstream_url = f"http://{HOST}:{port}"
+        return self.upstream_url
+
+    def _stop_upstream(self) -> None:
+        if self.upstream is not None:
+            procs.stop_group(self.upstream, grace_s=5)
+            self.upstream = None
+
+    def _start_server(self, group: Group) -> Server:
+        log = self.run.raw / f"{group.slug}.server.log"
+        if self.external_url is not None:
+            return Server(None, self.external_url.rstrip("/"), [], {}, log, 0.0)
+        target = group.target
+        port = procs.free_port(HOST)
+        argv = [
+            *self._taskset(self.method.server_cpus),
+            *target.pair.argv(host=HOST, port=port, workers=self.method.workers),
+        ]
+        lab_env: dict[str, str] = {}
+        if target.needs_services:
+            if self.services is None:
+                raise RuntimeError("no PostgreSQL/Redis URLs (preflight was skipped)")
+            lab_env["LAB_DATABASE_URL"] = self.services.database_url
+            lab_env["LAB_REDIS_URL"] = self.services.redis_url
+            lab_env["LAB_UPSTREAM_URL"] = (
+                os.environ.get("LAB_UPSTREAM_URL") or self._ensure_upstream()
+            )
+        lab_env.update(target.pair.env)
+        lab_env.update(dict(group.env))
+        fh = log.open("ab")
+        self._logs.append(fh)
+        started = time.monotonic()
+        proc = procs.spawn(
+            argv,
+            env={**os.environ, **lab_env},
+            cwd=matrix.REPO_ROOT,
+            stdout=fh.fileno(),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            procs.wait_http_ok(f"http://{HOST}:{port}/health", timeout_s=READY_TIMEOUT_S, proc=proc)
+        except BaseException as exc:
+            procs.stop_group(proc)
+            if isinstance(exc, Exception):
+                raise RuntimeError(f"{exc}; log {log.name}: {_tail(log, 600)}") from None
+            raise
+        shown = {k: redact_url(v) if "://" in v else v for k, v in lab_env.items()}
+        return Server(
+            proc,
+            f"http://{HOST}:{port}",
+            argv,
+            shown,
+            log,
+            time.monotonic() - started,
+            tree_affinity(proc.pid),
+        )
+
+    # -- one cell --------------------------------------------------------------------------
+
+    def _load(self, cell: Cell, server: Server, duration: float, tag: str) -> load.LoadRun:
+        return load.run_load(
+            self.wrk,
+            server.base_url,
+            cell.scenario,
+            connections=cell.concurrency,
+            duration_s=duration,
+            timeout_s=self.method.timeout_s,
+            threads=self.method.threads,
+            out=self.run.raw / f"{cell.id}.{tag}.json",
+            text_out=self.run.raw / f"{cell.id}.{tag}.txt",
+            seed=cell.seed,
+            cpus=tuple(self.method.client_cpus) if self.method.pin else None,
+        )
+
+    def _run_cell(self, cell: Cell, group: Group, server: Server) -> None:
+        m = self.method
+        started_at = now_iso()
+        warm: load.LoadRun | None = None
+        primed = None
+        try:
+            if cell.scenario.prime:
+                self.ui.cell(cell, "prime", 0)
+                primed = checks.prime(server.base_url, cell.scenario, timeout_s=m.timeout_s)
+            if m.warmup_s > 0:
+                self.ui.cell(cell, "warm-up", m.warmup_s)
+                warm = self._load(cell, server, m.warmup_s, "warmup")
+            settle_s = wait_idle(server.proc.pid) if server.proc is not None else 0.0
+            before = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
+            self.ui.cell(cell, "measure", m.duration_s)
+            sampler = TreeSampler(server.proc.pid) if server.proc is not None else None
+            with sampler if sampler is not None else contextlib.nullcontext():
+                run = self._load(cell, server, m.duration_s, "wrk")
+            after = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
+        except load.LoadError as exc:
+            died = "" if server.alive() else f" (server exited: {_tail(server.log, 600)})"
+            self._write_error(cell, f"load tool: {exc}{died}", group, server, started_at)
+            return
+        if not server.alive():
+            self._write_error(
+                cell,
+                f"server exited with {server.returncode} during the cell: {_tail(server.log, 600)}",
+                group,
+                server,
+                started_at,
+            )
+            return
+        result = run.result
+        load_json = {
+            "tool": "wrk",
+            **result.to_json(),
+            "duration_s": m.duration_s,
+            "timeout_s": m.timeout_s,
+            "seed": cell.seed,
+            "argv": run.argv,
+            "raw": f"raw/{cell.id}.wrk.json",
+        }
+        checks_json = {"before": before.to_json(), "after": after.to_json()}
+        reasons = stats.cell_failures(load_json, cell.scenario.expect, checks_json)
+        server_json = self._server_json(server, group)
+        server_json["settle_s"] = round(settle_s, 3)
+        if sampler is not None:
+            sample = sampler.result()
+            server_json.update(sample.to_json())
+            server_json["cpu_s_per_1k"] = (
+                round(sample.cpu_s / result.requests * 1000, 6) if result.requests else None
+            )
+        util = run.client_util
+        coverage = stats.latency_coverage(result.rps, result.latency_us["mean"], cell.concurrency)
+        load_json["latency_coverage"] = None if coverage is None else round(coverage, 4)
+        flags = []
+        if util >= m.client_saturated:
+            flags.append("client-saturated")
+        if coverage is not None and coverage < stats.CENSORED_BELOW:
+            flags.append("latency-censored")
+        record = {
+            **self._cell_head(cell, group, started_at),
+            "outcome": "failed" if reasons else "ok",
+            "reasons": reasons,
+            "flags": flags,
+            "load": load_json,
+            "warmup": None
+            if warm is None
+            else {
+                "duration_s": m.warmup_s,
+                "requests": warm.result.requests,
+                "rps": round(warm.result.rps, 3),
+                "socket_errors": warm.result.socket_errors,
+                "statuses": {str(k): v for k, v in warm.result.statuses.items()},
+                "raw": f"raw/{cell.id}.warmup.json",
+            },
+            "primed": primed,
+            "server": server_json,
+            "client": {
+                "cpu_s": round(run.client_cpu_s, 4),
+                "wall_s": round(run.wall_s, 3),
+                "util": round(util, 4),
+                "saturated": util >= m.client_saturated,
+                "cpus": list(m.client_cpus) if m.pin else None,
+            },
+            "checks": checks_json,
+        }
+        self._write(cell, record)
+
+    def _cell_head(self, cell: Cell, group: Group, started_at: str) -> dict[str, Any]:
+        return {
+            "run_id": self.run.run_id,
+            "cell_id": cell.id,
+            "mode": self.method.mode,
+            "target": target_json(cell.target, self.method.workers),
+            "scenario": scenario_json(cell),
+            "concurrency": cell.concurrency,
+            "repeat": cell.repeat,
+            "round": group.round,
+            "server_config": group.config,
+            "started_at": started_at,
+            "finished_at": now_iso(),
+        }
+
+    def _server_json(self, server: Server | None, group: Group) -> dict[str, Any]:
+        if server is None:
+            return {"config": group.config}
+        return {
+            "argv": server.argv,
+            "env": server.env,
+            "workers": self.method.workers,
+            "pid": server.proc.pid if server.proc else None,
+            "ready_s": round(server.ready_s, 3),
+            "affinity": server.affinity,
+            "config": group.config,
+            "log": f"raw/{server.log.name}" if server.proc else None,
+            "external": server.proc is None,
+        }
+
+    def _write_error(
+        self,
+        cell: Cell,
+        reason: str,
+        group: Group,
+        server: Server | None = None,
+        started_at: str | None = None,
+    ) -> None:
+        record = {
+            **self._cell_head(cell, group, started_at or now_iso()),
+            "outcome": "error",
+            "reasons": [reason],
+            "flags": [],
+            "load": None,
+            "warmup": None,
+            "server": self._server_json(server, group),
+            "client": None,
+            "checks": None,
+        }
+        self._write(cell, record)
+
+    def _write(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.run.write_cell(cell.id, record)
+        rows = write_summary(self.run, self.method)
+        self.ui.cell_done(stamp("cell", record), rows)
+
+
+def write_summary(run: RunDir, method: Method) -> list[dict[str, Any]]:
+    """Rebuild ``summary.json`` from every cell on disk (so it is right after a resume)."""
+    cells = list(run.iter_cells())
+    rows = stats.summarise(
+        cells, noisy_threshold=method.noisy_threshold, planned_repeats=method.repeats
+    )
+    counts = {k: sum(1 for c in cells if c["outcome"] == k) for k in ("ok", "failed", "error")}
+    write_json(
+        run.summary,
+        stamp(
+            "summary",
+            {
+                "run_id": run.run_id,
+                "updated_at": now_iso(),
+                "noisy_threshold": method.noisy_threshold,
+                "planned_repeats": method.repeats,
+                "cells": counts,
+                "rows_noisy": sum(1 for r in rows if r["noisy"]),
+                "rows": rows,
+            },
+        ),
+    )
+    return rows

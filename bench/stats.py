@@ -1,0 +1,201 @@
+"""Statistics over repeats, the failed/noisy rules, ranking and floor ratios. Pure functions
+over plain data (cell records as written to disk), so they are tested without any server.
+
+- A cell (one repeat) *fails* when any response had a status its scenario does not expect,
+  any socket error occurred (connect, read, write, timeout), any response under load missed
+  its Lua check, the check before or after it failed, or no request completed.
+- A summary row (one target x scenario x concurrency, over its repeats) reports the median
+  of each figure over the repeats that finished ``ok``. Its *spread* is
+  ``(max - min) / median`` of requests/s (with 2 or 3 repeats, the range is the only honest
+  dispersion; an IQR needs more). A row whose spread exceeds the noisy threshold is *noisy*:
+  still ranked, but flagged. One repeat: spread ``null``, noisy ``false`` (not assessed).
+- A row is ranked only when all its repeats are ``ok``; failed and errored rows never are.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["cell_failures", "latency_coverage", "median", "spread", "summarise"]
+
+SOCKET_ERRORS = ("connect", "read", "write", "timeout")
+CENSORED_BELOW = 0.5  # latency_coverage under this: the latency figures are censored
+LATENCY_KEYS = ("p50", "p90", "p99", "p99_9", "max")
+
+
+def median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """``(max - min) / median``; None with fewer than two values or a zero median."""
+    if len(values) < 2:
+        return None
+    mid = statistics.median(values)
+    return (max(values) - min(values)) / mid if mid else None
+
+
+def latency_coverage(rps: float, mean_latency_us: float, connections: int) -> float | None:
+    """Measured mean latency over what Little's law says it must be in a closed loop where
+    every connection always has a request in flight (``connections / rps``). Close to 1 in a
+    steady state; well below 1 when responses slower than what is left of the run never
+    completed and so never entered the latency figures (a short run on a deep queue): the
+    percentiles are then censored, too low, and the cell is flagged ``latency-censored``."""
+    if rps <= 0 or connections <= 0:
+        return None
+    return mean_latency_us / 1e6 * rps / connections
+
+
+def cell_failures(
+    load: Mapping[str, Any], expect: Iterable[int], checks: Mapping[str, Mapping[str, Any] | None]
+) -> list[str]:
+    """Why a measured cell failed (empty: it did not). ``load`` is the load tool's report as
+    written in the cell (``statuses`` keyed by strings), ``checks`` the before/after checks."""
+    reasons: list[str] = []
+    allowed = {int(s) for s in expect}
+    unexpected = {
+        int(k): int(v)
+        for k, v in load.get("statuses", {}).items()
+        if int(k) not in allowed and int(v) > 0
+    }
+    for status, count in sorted(unexpected.items()):
+        reasons.append(f"{count} response(s) with unexpected status {status}")
+    errors = load.get("errors", {})
+    for kind in SOCKET_ERRORS:
+        if int(errors.get(kind, 0)):
+            reasons.append(f"{errors[kind]} socket error(s): {kind}")
+    if int(load.get("mismatches", 0)):
+        reasons.append(f"{load['mismatches']} response(s) failed the in-load check")
+    if not int(load.get("requests", 0)):
+        reasons.append("no request completed")
+    elif load.get("response_hook", True) and not load.get("statuses"):
+        reasons.append("no status was counted")
+    for when in ("before", "after"):
+        check = checks.get(when)
+        if check is not None and not check.get("ok", False):
+            reasons.append(f"check {when}: " + "; ".join(check.get("problems", [])))
+    return reasons
+
+
+def _row_key(cell: Mapping[str, Any]) -> tuple[str, str, int]:
+    return (cell["target"]["id"], cell["scenario"]["id"], int(cell["concurrency"]))
+
+
+def summarise(
+    cells: Iterable[Mapping[str, Any]],
+    *,
+    noisy_threshold: float,
+    planned_repeats: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per target x scenario x concurrency, ranked and read against its floors."""
+    groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault(_row_key(cell), []).append(cell)
+    rows = [
+        _row(sorted(g, key=lambda c: int(c["repeat"])), noisy_threshold, planned_repeats)
+        for g in groups.values()
+    ]
+    rows.sort(key=lambda r: (r["scenario"], r["concurrency"], r["role"] != "pair", r["target"]))
+    _rank(rows)
+    _floor_ratios(rows)
+    return rows
+
+
+def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) -> dict[str, Any]:
+    first = cells[0]
+    ok = [c for c in cells if c["outcome"] == "ok"]
+    outcomes = [c["outcome"] for c in cells]
+    outcome = (
+        "error"
+        if "error" in outcomes
+        else "failed"
+        if "failed" in outcomes
+        else "ok"
+        if planned is None or len(cells) >= planned
+        else "incomplete"
+    )
+    rps = [float(c["load"]["rps"]) for c in ok]
+    sp = spread(rps)
+    latency = {k: median([float(c["load"]["latency_us"][k]) for c in ok]) for k in LATENCY_KEYS}
+    cpu = [
+        float(c["server"]["cpu_s_per_1k"])
+        for c in ok
+        if c.get("server") and c["server"].get("cpu_s_per_1k") is not None
+    ]
+    rss = [
+        int(c["server"]["peak_rss_bytes"])
+        for c in ok
+        if c.get("server") and c["server"].get("peak_rss_bytes") is not None
+    ]
+    bpr = [
+        float(c["load"]["bytes_per_response"])
+        for c in ok
+        if c["load"].get("bytes_per_response") is not None
+    ]
+    target = first["target"]
+    return {
+        "key": f"{target['id']}__{first['scenario']['id']}__c{first['concurrency']}",
+        "target": target["id"],
+        "role": target["role"],
+        "framework": target.get("framework"),
+        "app": target.get("app_name"),
+        "server": target.get("server"),
+        "kind": target.get("kind"),
+        "scenario": first["scenario"]["id"],
+        "concurrency": int(first["concurrency"]),
+        "repeats": len(cells),
+        "repeats_ok": len(ok),
+        "outcome": outcome,
+        "reasons": sorted({r for c in cells for r in c.get("reasons", [])}),
+        "rps": {
+            "median": median(rps),
+            "min": min(rps, default=None),
+            "max": max(rps, default=None),
+            "spread": sp,
+        },
+        "noisy": sp is not None and sp > threshold,
+        "latency_us": latency,
+        "cpu_s_per_1k": median(cpu),
+        "peak_rss_bytes": max(rss, default=None),
+        "bytes_per_response": median(bpr),
+        "client_saturated": any((c.get("client") or {}).get("saturated") for c in cells),
+        "latency_censored": any("latency-censored" in c.get("flags", ()) for c in cells),
+        "rank": None,
+        "floor_targets": dict(target.get("floors") or {}),
+        "floors": {"server": None, "framework": None},
+    }
+
+
+def _rank(rows: list[dict[str, Any]]) -> None:
+    """Rank within scenario x concurrency, pairs and floors separately; ok rows only."""
+    boards: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["outcome"] == "ok" and row["rps"]["median"] is not None:
+            boards.setdefault((row["scenario"], row["concurrency"], row["role"]), []).append(row)
+    for board in boards.values():
+        board.sort(key=lambda r: -float(r["rps"]["median"]))
+        for i, row in enumerate(board, start=1):
+            row["rank"] = i
+
+
+def _floor_ratios(rows: list[dict[str, Any]]) -> None:
+    """Fill ``floors`` with this row's requests/s over each of its floors' (same server,
+    scenario and concurrency): ``server`` = the raw callable of its interface kind,
+    ``framework`` = its framework's hello world. Only ok rows are read against ok floors."""
+    by_key = {(r["target"], r["scenario"], r["concurrency"]): r for r in rows}
+    for row in rows:
+        refs = row.get("floor_targets") or {}
+        for role, floor_id in refs.items():
+            floor = by_key.get((floor_id, row["scenario"], row["concurrency"]))
+            ratio = None
+            if (
+                floor is not None
+                and floor["outcome"] == "ok"
+                and row["outcome"] == "ok"
+                and floor["rps"]["median"]
+                and row["rps"]["median"] is not None
+            ):
+                ratio = round(float(row["rps"]["median"]) / float(floor["rps"]["median"]), 4)
+            row["floors"][role] = {"target": floor_id, "rps_ratio": ratio}

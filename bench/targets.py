@@ -1,0 +1,129 @@
+"""What the harness starts and loads: the matrix's pairs and the floors.
+
+A floor (``[floors.*]`` in ``matrix.toml``) is a framework-like entry: an app, its
+interface kind and the servers it runs on. It becomes a :class:`lab.matrix.Pair` like any
+framework, so its command line comes from the same server registry; ``commands`` replaces a
+server's template where the template names no app (aiohttp's own launcher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from lab import matrix
+from lab.scenarios import matrix_table
+
+__all__ = ["Floor", "Target", "floor_of", "floors", "select_targets"]
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    name: str
+    doc: str
+    floor_of: str  # "server" (a raw callable) | "framework" (a framework's hello world)
+    kind: str
+    app: str
+    servers: tuple[str, ...]
+    framework: str | None = None
+    commands: dict[str, str] = field(default_factory=dict)
+
+    def pair(self, server_name: str) -> matrix.Pair:
+        srv = matrix.server(server_name)
+        if server_name in self.commands:
+            srv = replace(srv, command=self.commands[server_name])
+        return matrix.Pair(matrix.Framework(self.name, self.kind, self.app, self.servers), srv)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One app on one server: a pair of the matrix, or a floor."""
+
+    pair: matrix.Pair
+    role: str  # "pair" | "floor"
+    floor: Floor | None = None
+
+    @property
+    def id(self) -> str:
+        return self.pair.id
+
+    @property
+    def app_name(self) -> str:
+        return self.pair.framework.name
+
+    @property
+    def server(self) -> str:
+        return self.pair.server.name
+
+    @property
+    def kind(self) -> str:
+        return self.pair.framework.kind
+
+    @property
+    def framework(self) -> str | None:
+        """The framework measured: the pair's, a hello floor's, or None for a raw floor."""
+        if self.floor is None:
+            return self.pair.framework.name
+        return self.floor.framework
+
+    @property
+    def needs_services(self) -> bool:
+        return self.role == "pair"
+
+
+def floors() -> tuple[Floor, ...]:
+    return tuple(
+        Floor(
+            name,
+            spec.get("doc", ""),
+            spec["floor_of"],
+            spec["kind"],
+            spec["app"],
+            tuple(spec["servers"]),
+            spec.get("framework"),
+            dict(spec.get("commands", {})),
+        )
+        for name, spec in matrix_table("floors").items()
+    )
+
+
+def floor_targets() -> list[Target]:
+    return [Target(f.pair(s), "floor", f) for f in floors() for s in f.servers]
+
+
+def select_targets(
+    frameworks: tuple[str, ...] = (), servers: tuple[str, ...] = (), *, with_floors: bool = True
+) -> list[Target]:
+    """The pairs chosen by the filters, then the floors that serve as their references: a
+    floor runs when a chosen pair uses its server and it is that pair's framework floor or
+    the raw floor of its interface kind. Naming a floor in ``frameworks`` selects it too."""
+    floor_names = {f.name for f in floors()}
+    pair_filter = tuple(f for f in frameworks if f not in floor_names)
+    known = {f.name for f in matrix.frameworks()} | floor_names
+    unknown = [f for f in frameworks if f not in known]
+    if unknown:
+        raise KeyError(f"unknown framework {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    chosen_pairs: list[Target] = []
+    if not frameworks or pair_filter:
+        chosen_pairs = [Target(p, "pair") for p in matrix.pairs(pair_filter, servers)]
+    named_floors = {f for f in frameworks if f in floor_names}
+    chosen_floors = []
+    for target in floor_targets():
+        assert target.floor is not None
+        if servers and target.server not in servers:
+            continue
+        if target.floor.name in named_floors or (
+            with_floors and any(floor_of(p, target.floor) for p in chosen_pairs)
+        ):
+            chosen_floors.append(target)
+    return chosen_pairs + chosen_floors
+
+
+def floor_of(target: Target, floor: Floor) -> bool:
+    """Whether ``floor`` is a reference for ``target`` (on the same server)."""
+    if target.server not in floor.servers or (
+        target.floor is not None and target.floor.name == floor.name
+    ):
+        return False
+    if floor.floor_of == "server":
+        return floor.kind == target.kind
+    return target.role == "pair" and floor.framework == target.framework

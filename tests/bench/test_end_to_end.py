@@ -1,0 +1,79 @@
+"""One real short run: wrk, the Lua script, a real server and its floors, pinned.
+
+Needs wrk on PATH and reachable PostgreSQL and Redis (``LAB_DATABASE_URL``/``LAB_REDIS_URL``
+or ``lab services up``), seeded (``lab db init``); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import load, preflight
+from bench.results import RunDir
+from lab.cli import main
+
+
+@pytest.fixture(scope="module")
+def ready() -> None:
+    if load.find_wrk() is None:
+        pytest.skip(f"wrk not found: {preflight.WRK_INSTALL}")
+    try:
+        urls = preflight.resolve_services()
+        preflight.check_seeded(urls.database_url)
+    except preflight.PreflightError as exc:
+        pytest.skip(str(exc))
+
+
+def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = main(
+        [
+            "bench",
+            "--framework",
+            "fastapi",
+            "--server",
+            "uvicorn",
+            "--scenario",
+            "json",
+            "--repeat",
+            "1",
+            "--duration",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    run = RunDir(out)
+    manifest = run.read_manifest()
+    assert manifest["schema"] == "lab-bench/manifest"
+    assert manifest["wrk"]["version"].startswith("wrk")
+    assert manifest["services"]["postgresql"] and manifest["services"]["redis"]
+    assert manifest["method"]["mode"] == "full"
+    assert manifest["method"]["concurrency"] == [8, 64, 256]
+    assert manifest["packages"]["fastapi"]
+    assert manifest["machine"]["cpus_logical"] >= 1
+    cells = {c["cell_id"]: c for c in run.iter_cells()}
+    targets = ("fastapi-uvicorn", "raw_asgi-uvicorn", "hello_fastapi-uvicorn")
+    assert sorted(cells) == sorted(f"{t}__json__c{c}__r1" for t in targets for c in (8, 64, 256))
+    for cell in cells.values():
+        assert cell["outcome"] == "ok", (cell["cell_id"], cell["reasons"])
+        assert cell["load"]["requests"] > 0
+        assert cell["load"]["statuses"] == {"200": cell["load"]["requests"]}
+        assert cell["load"]["mismatches"] == 0
+        assert cell["load"]["latency_us"]["p50"] <= cell["load"]["latency_us"]["p99"]
+        assert cell["server"]["cpu_s_per_1k"] > 0
+        assert cell["server"]["peak_rss_bytes"] > 10 * 2**20
+        if manifest["pinning"]["enabled"]:
+            assert cell["server"]["affinity"] == manifest["pinning"]["server_cpus"]
+    summary = json.loads(run.summary.read_text())
+    [row] = [
+        r for r in summary["rows"] if r["target"] == "fastapi-uvicorn" and r["concurrency"] == 64
+    ]
+    assert row["floors"]["server"]["target"] == "raw_asgi-uvicorn"
+    assert row["floors"]["server"]["rps_ratio"] > 0
+    assert row["floors"]["framework"]["target"] == "hello_fastapi-uvicorn"
+    assert (out / "raw" / "fastapi-uvicorn__json__c64__r1.wrk.json").exists()

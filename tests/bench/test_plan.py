@@ -1,0 +1,129 @@
+"""The declared scenarios and floors, target selection and the order cells run in."""
+
+from __future__ import annotations
+
+from bench.method import method_for
+from bench.plan import build_plan
+from bench.targets import select_targets
+from lab import matrix
+from lab.scenarios import scenario, scenarios
+
+ROUTES = (
+    "plaintext",
+    "json",
+    "db",
+    "queries",
+    "updates",
+    "fortunes",
+    "items",
+    "cached",
+    "limited",
+    "stream",
+    "report",
+    "products",
+    "aggregate",
+    "cpu",
+)
+
+
+def test_scenarios_are_declared_with_their_routes() -> None:
+    ids = [s.id for s in scenarios()]
+    assert len(ids) == len(set(ids)) == 19
+    for route in ROUTES:
+        assert any(i.startswith(route) for i in ids), route
+    for sc in scenarios():
+        assert sc.expect, sc.id
+        assert ("{id}" in sc.path) == (sc.ids is not None), sc.id
+        assert "{id}" not in sc.sample_path()
+    assert scenario("items-id").sample_path() == "/items/1"
+    assert scenario("limited").config == "LAB_RATE_LIMIT=1000000000/60s"
+    assert scenario("json").config == ""
+
+
+def test_quick_scenarios() -> None:
+    assert [s.id for s in scenarios() if s.quick] == [
+        "plaintext",
+        "json",
+        "db",
+        "fortunes",
+        "items-id",
+        "cached-items-hit",
+        "stream-items",
+        "report-gzip",
+    ]
+
+
+def test_every_pair_has_its_floors() -> None:
+    targets = select_targets()
+    ids = {t.id for t in targets}
+    assert {p.id for p in matrix.pairs()} <= ids
+    for server in ("uvicorn", "hypercorn", "granian", "gunicorn"):
+        assert f"raw_asgi-{server}" in ids
+    for server in ("gunicorn", "gunicorn-gthread", "granian"):
+        assert f"raw_wsgi-{server}" in ids
+        assert f"hello_flask-{server}" in ids
+    assert {"hello_aiohttp-aiohttp", "hello_aiohttp-gunicorn"} <= ids
+    assert "raw_asgi-aiohttp" not in ids
+
+
+def test_filters_select_pairs_and_their_floors() -> None:
+    ids = [t.id for t in select_targets(("fastapi",), ("uvicorn",))]
+    assert ids == ["fastapi-uvicorn", "raw_asgi-uvicorn", "hello_fastapi-uvicorn"]
+    assert [t.id for t in select_targets(("fastapi",), ("uvicorn",), with_floors=False)] == [
+        "fastapi-uvicorn"
+    ]
+    assert [t.id for t in select_targets(("raw_wsgi",), ("granian",))] == ["raw_wsgi-granian"]
+
+
+def test_floor_command_override() -> None:
+    [target] = select_targets(("hello_aiohttp",), ("aiohttp",))
+    argv = target.pair.argv(host="127.0.0.1", port=9, workers=1)
+    assert argv[1:4] == ["-m", "impls.floors.hello_aiohttp", "--host"]
+    [target] = select_targets(("raw_asgi",), ("gunicorn",))
+    argv = target.pair.argv(host="127.0.0.1", port=9, workers=1)
+    assert "impls.floors.raw_asgi:app" in argv
+    assert "uvicorn_worker.UvicornWorker" in argv
+
+
+def test_rounds_interleave_targets_and_configs_get_their_own_start() -> None:
+    method = method_for(quick=False, repeats=2, concurrency=(8, 64))
+    targets = select_targets(("fastapi",), ("uvicorn", "granian"), with_floors=False)
+    chosen = [scenario("json"), scenario("limited"), scenario("stream-items")]
+    groups = build_plan(targets, chosen, method)
+    order = [(g.round, g.target.id, g.config) for g in groups]
+    limited = "LAB_RATE_LIMIT=1000000000/60s"
+    assert order == [
+        (1, "fastapi-uvicorn", "default"),
+        (1, "fastapi-uvicorn", limited),
+        (1, "fastapi-granian", "default"),
+        (1, "fastapi-granian", limited),
+        (2, "fastapi-uvicorn", "default"),
+        (2, "fastapi-uvicorn", limited),
+        (2, "fastapi-granian", "default"),
+        (2, "fastapi-granian", limited),
+    ]
+    first = [c.id for c in groups[0].cells]
+    assert first == [
+        "fastapi-uvicorn__json__c8__r1",
+        "fastapi-uvicorn__json__c64__r1",
+        "fastapi-uvicorn__stream-items__c4__r1",
+    ]  # the scenario's own level
+    assert len({c.seed for g in groups for c in g.cells}) == sum(len(g.cells) for g in groups)
+
+
+def test_floors_run_only_floor_scenarios() -> None:
+    method = method_for(quick=True)
+    targets = select_targets(("raw_asgi",), ("uvicorn",))
+    groups = build_plan(targets, [s for s in scenarios() if s.quick], method)
+    assert [c.scenario.id for g in groups for c in g.cells] == ["json"]
+    full = build_plan(targets, list(scenarios()), method_for(quick=False, repeats=1))
+    assert sorted({c.scenario.id for g in full for c in g.cells}) == ["json", "plaintext"]
+
+
+def test_method_modes() -> None:
+    quick, full = method_for(quick=True), method_for(quick=False)
+    assert (quick.repeats, quick.concurrency, quick.workers) == (1, (64,), 1)
+    assert full.repeats >= 3
+    assert full.concurrency == (8, 64, 256)
+    over = method_for(quick=False, duration_s=3, repeats=2, pin=False)
+    assert (over.duration_s, over.repeats, over.pin) == (3.0, 2, False)

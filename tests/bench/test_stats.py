@@ -1,0 +1,221 @@
+"""Statistics over repeats, the failed and noisy rules, ranking and floor ratios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import stats
+
+
+def test_median_and_spread() -> None:
+    assert stats.median([]) is None
+    assert stats.median([3.0, 1.0, 2.0]) == 2.0
+    assert stats.median([1.0, 2.0, 3.0, 10.0]) == 2.5
+    assert stats.spread([100.0]) is None
+    assert stats.spread([90.0, 100.0, 110.0]) == pytest.approx(0.2)
+    assert stats.spread([0.0, 0.0]) is None
+
+
+def _cell(
+    target: str,
+    rps: float,
+    *,
+    repeat: int = 1,
+    outcome: str = "ok",
+    scenario: str = "json",
+    role: str = "pair",
+    floors: dict[str, str] | None = None,
+    saturated: bool = False,
+) -> dict[str, Any]:
+    return {
+        "cell_id": f"{target}__{scenario}__c64__r{repeat}",
+        "target": {
+            "id": target,
+            "role": role,
+            "framework": "fw",
+            "server": "srv",
+            "kind": "asgi",
+            "floors": floors or {},
+        },
+        "scenario": {"id": scenario},
+        "concurrency": 64,
+        "repeat": repeat,
+        "outcome": outcome,
+        "reasons": [] if outcome == "ok" else ["1 response(s) with unexpected status 500"],
+        "load": {
+            "rps": rps,
+            "bytes_per_response": 150.0,
+            "latency_us": {
+                "p50": 1000.0 * repeat,
+                "p90": 2000.0,
+                "p99": 3000.0,
+                "p99_9": 4000.0,
+                "max": 5000.0,
+            },
+        },
+        "server": {"cpu_s_per_1k": 0.1 * repeat, "peak_rss_bytes": 1000 * repeat},
+        "client": {"saturated": saturated},
+    }
+
+
+def test_row_medians_over_repeats() -> None:
+    cells = [_cell("a-srv", r, repeat=i) for i, r in enumerate([1000.0, 1050.0, 1020.0], 1)]
+    [row] = stats.summarise(cells, noisy_threshold=0.10, planned_repeats=3)
+    assert row["rps"] == {
+        "median": 1020.0,
+        "min": 1000.0,
+        "max": 1050.0,
+        "spread": pytest.approx(50 / 1020),
+    }
+    assert row["noisy"] is False
+    assert row["latency_us"]["p50"] == 2000.0
+    assert row["cpu_s_per_1k"] == pytest.approx(0.2)
+    assert row["peak_rss_bytes"] == 3000  # the peak over repeats, not a median
+    assert row["outcome"] == "ok"
+    assert row["rank"] == 1
+
+
+def test_noisy_when_spread_exceeds_threshold() -> None:
+    cells = [_cell("a-srv", r, repeat=i) for i, r in enumerate([1000.0, 1200.0, 1100.0], 1)]
+    [row] = stats.summarise(cells, noisy_threshold=0.10)
+    assert row["rps"]["spread"] == pytest.approx(200 / 1100)
+    assert row["noisy"] is True
+    assert row["rank"] == 1  # noisy rows are ranked, but flagged
+
+
+def test_single_repeat_is_not_assessed() -> None:
+    [row] = stats.summarise([_cell("a-srv", 1000.0)], noisy_threshold=0.10)
+    assert row["rps"]["spread"] is None
+    assert row["noisy"] is False
+
+
+def test_failed_and_errored_rows_are_never_ranked() -> None:
+    cells = [
+        _cell("fast-srv", 9000.0, outcome="failed"),
+        _cell("mid-srv", 5000.0),
+        _cell("slow-srv", 1000.0),
+        {**_cell("broken-srv", 0.0, outcome="error"), "load": None, "server": None, "client": None},
+        _cell("floor-srv", 20000.0, role="floor"),
+    ]
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    assert rows["fast-srv"]["rank"] is None
+    assert rows["fast-srv"]["outcome"] == "failed"
+    assert rows["fast-srv"]["rps"]["median"] is None  # failed repeats give no figure
+    assert rows["broken-srv"]["outcome"] == "error"
+    assert rows["broken-srv"]["rank"] is None
+    assert (rows["mid-srv"]["rank"], rows["slow-srv"]["rank"]) == (1, 2)
+    assert rows["floor-srv"]["rank"] == 1  # floors are ranked among floors only
+
+
+def test_one_failed_repeat_fails_the_row() -> None:
+    cells = [_cell("a-srv", 1000.0, repeat=1), _cell("a-srv", 1000.0, repeat=2, outcome="failed")]
+    [row] = stats.summarise(cells, noisy_threshold=0.1)
+    assert row["outcome"] == "failed"
+    assert row["rank"] is None
+    assert row["repeats_ok"] == 1
+
+
+def test_missing_repeats_make_a_row_incomplete() -> None:
+    [row] = stats.summarise([_cell("a-srv", 1000.0)], noisy_threshold=0.1, planned_repeats=3)
+    assert row["outcome"] == "incomplete"
+    assert row["rank"] is None
+
+
+def test_floor_ratios() -> None:
+    floors = {"server": "raw-srv", "framework": "hello-srv"}
+    cells = [
+        _cell("fw-srv", 2500.0, floors=floors),
+        _cell("hello-srv", 5000.0, role="floor", floors={"server": "raw-srv"}),
+        _cell("raw-srv", 10000.0, role="floor"),
+    ]
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    assert rows["fw-srv"]["floors"] == {
+        "server": {"target": "raw-srv", "rps_ratio": 0.25},
+        "framework": {"target": "hello-srv", "rps_ratio": 0.5},
+    }
+    assert rows["hello-srv"]["floors"]["server"] == {"target": "raw-srv", "rps_ratio": 0.5}
+    assert rows["raw-srv"]["floors"] == {"server": None, "framework": None}
+
+
+def test_floor_ratio_absent_when_the_floor_failed() -> None:
+    cells = [
+        _cell("fw-srv", 2500.0, floors={"server": "raw-srv"}),
+        _cell("raw-srv", 10000.0, role="floor", outcome="failed"),
+    ]
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    assert rows["fw-srv"]["floors"]["server"] == {"target": "raw-srv", "rps_ratio": None}
+
+
+def test_client_saturation_is_carried() -> None:
+    [row] = stats.summarise([_cell("a-srv", 1000.0, saturated=True)], noisy_threshold=0.1)
+    assert row["client_saturated"] is True
+
+
+NO_ERRORS = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0}
+GOOD_LOAD: dict[str, Any] = {
+    "requests": 100,
+    "statuses": {"200": 100},
+    "mismatches": 0,
+    "response_hook": True,
+    "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0},
+}
+OK_CHECKS: dict[str, Any] = {
+    "before": {"ok": True, "problems": []},
+    "after": {"ok": True, "problems": []},
+}
+
+
+def test_a_clean_cell_does_not_fail() -> None:
+    assert stats.cell_failures(GOOD_LOAD, [200], OK_CHECKS) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"statuses": {"200": 90, "500": 10}}, "10 response(s) with unexpected status 500"),
+        ({"statuses": {"200": 99, "429": 1}}, "unexpected status 429"),
+        ({"errors": {**NO_ERRORS, "read": 4}}, "4 socket error(s): read"),
+        ({"errors": {**NO_ERRORS, "connect": 2}}, "socket error(s): connect"),
+        ({"errors": {**NO_ERRORS, "write": 1}}, "socket error(s): write"),
+        ({"errors": {**NO_ERRORS, "timeout": 1}}, "socket error(s): timeout"),
+        ({"mismatches": 3}, "3 response(s) failed the in-load check"),
+        ({"requests": 0, "statuses": {}}, "no request completed"),
+        ({"statuses": {}}, "no status was counted"),
+    ],
+)
+def test_failed_cell(change: dict[str, Any], reason: str) -> None:
+    reasons = stats.cell_failures({**GOOD_LOAD, **change}, [200], OK_CHECKS)
+    assert any(reason in r for r in reasons), reasons
+
+
+def test_expected_statuses_are_per_scenario() -> None:
+    assert stats.cell_failures({**GOOD_LOAD, "statuses": {"201": 100}}, [201], OK_CHECKS) == []
+    assert stats.cell_failures({**GOOD_LOAD, "statuses": {"200": 100}}, [201], OK_CHECKS)
+
+
+def test_a_failed_check_fails_the_cell() -> None:
+    checks = {
+        **OK_CHECKS,
+        "after": {"ok": False, "problems": ["header x-cache: 'MISS', expected 'HIT'"]},
+    }
+    [reason] = stats.cell_failures(GOOD_LOAD, [200], checks)
+    assert reason.startswith("check after: header x-cache")
+
+
+def test_latency_coverage_by_littles_law() -> None:
+    # 64 connections always busy at 1000 req/s: each request must take 64 ms on average.
+    assert stats.latency_coverage(1000.0, 64_000.0, 64) == pytest.approx(1.0)
+    # 256 connections on a server doing 36 req/s: requests wait ~7 s, but a 2 s run only
+    # sees the ones that finished (mean 1 s): the percentiles are censored.
+    coverage = stats.latency_coverage(36.0, 1_000_000.0, 256)
+    assert coverage is not None and coverage < stats.CENSORED_BELOW
+    assert stats.latency_coverage(0.0, 1.0, 8) is None
+
+
+def test_censored_latency_is_carried_to_the_row() -> None:
+    cell = {**_cell("a-srv", 36.0), "flags": ["latency-censored"]}
+    [row] = stats.summarise([cell], noisy_threshold=0.1)
+    assert row["latency_censored"] is True
+    assert row["outcome"] == "ok"  # a warning, not a failure
