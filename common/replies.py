@@ -160,6 +160,12 @@ def cpu_reply(n: int, result: int) -> Reply:
     return Reply(dump({"n": n, "result": result}))
 
 
+def hello_json() -> Reply:
+    """TechEmpower's /json: the object is built and serialised on every request (their rule;
+    a pre-encoded constant would measure nothing)."""
+    return Reply(dump({"message": "Hello, World!"}))
+
+
 def json_reply(value: Any, status: int = 200) -> Reply:
     return Reply(dump(value), JSON, status)
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from common import compression, items, negotiation, ratelimit, techempower
+from common import compression, items, negotiation, ratelimit, replies, techempower
 from common.aio import Resources, open_resources, service
 from common.problems import (
     MAX_BODY_BYTES,
@@ -168,7 +168,7 @@ async def plaintext(request: web.Request) -> web.StreamResponse:
 
 @get("/json")
 async def json(request: web.Request) -> web.StreamResponse:
-    return web.Response(body=b'{"message":"Hello, World!"}', content_type="application/json")
+    return render(replies.hello_json())
 
 
 @get("/db")

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Match
 
-from common import items, ratelimit, techempower
+from common import items, ratelimit, replies, techempower
 from common.aio import Resources, open_resources, service
 from common.asgi import LabMiddleware
 from common.items import INT32_MAX, INT32_MIN
@@ -128,7 +128,7 @@ def create_app() -> FastAPI:
 
     @app.get("/json")
     async def json() -> Response:
-        return Response(b'{"message":"Hello, World!"}', media_type="application/json")
+        return render(replies.hello_json())
 
     @app.get("/db")
     async def db(res: Res) -> Response:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from common import items, ratelimit, techempower
+from common import items, ratelimit, replies, techempower
 from common.items import INT32_MAX, ItemIn, TaskIn
 from common.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/json")
     def json() -> Response:
-        return Response(b'{"message":"Hello, World!"}', content_type="application/json")
+        return render(replies.hello_json())
 
     @app.get("/db")
     def db() -> Response:

@@ -26,7 +26,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from common import items, ratelimit, techempower
+from common import items, ratelimit, replies, techempower
 from common.aio import Resources, open_resources, service
 from common.asgi import ASGIApp, LabMiddleware, Receive, Scope, Send
 from common.asgi import problem_response as send_problem
@@ -146,9 +146,9 @@ async def plaintext() -> bytes:
     return b"Hello, World!"
 
 
-@get("/json", media_type=MediaType.JSON)
-async def json() -> bytes:
-    return b'{"message":"Hello, World!"}'
+@get("/json")
+async def json() -> Response[Any]:
+    return render(replies.hello_json())
 
 
 @get("/db")
