@@ -1,0 +1,159 @@
+"""Fixtures of the fuzz suite: one server per pair, started for the whole session.
+
+The pairs are the conformance suite's (``tests.support.pairs.select``: every pair
+``lab.matrix`` declares whose app exists, narrowed by ``LAB_TEST_PAIRS``) and the processes are
+its ``ManagedProcess`` (own session, log file, ``/health`` polled, SIGTERM then SIGKILL, no
+process left behind). The launcher itself is a small local one: the conformance suite's
+``launch`` fixture lives in ``tests/conformance/conftest.py``, which does not apply here.
+
+Each pair runs with settings that keep a bounded fuzz run meaningful (``FUZZ_ENV``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import matrix
+from tests.fuzz import FuzzServer
+from tests.support import pairs as pair_selection
+from tests.support.processes import ManagedProcess, free_port, serve_argv, upstream_argv
+from tests.support.services import Services
+
+HOST = "127.0.0.1"
+
+# Set per server by this suite; inherited values would change what the document promises.
+CONTROLLED = frozenset(
+    {
+        "LAB_DATABASE_URL",
+        "LAB_REDIS_URL",
+        "LAB_UPSTREAM_URL",
+        "LAB_UPSTREAM_TIMEOUT_MS",
+        "LAB_CACHE_TTL",
+        "LAB_RATE_LIMIT",
+        "LAB_TRUSTED_PROXIES",
+        "LAB_LIMITER_FAIL",
+        "LAB_COMPRESSION_MIN_SIZE",
+        "LAB_SERVER_HEADERS",
+        "LAB_SERVER_NAME",
+        "LAB_DB_TIMEOUT_MS",
+        "LAB_TEST_SERVICES",
+        "LAB_TEST_PAIRS",
+        "LAB_FUZZ_EXAMPLES",
+        "LAB_FUZZ_SEED",
+    }
+)
+
+FUZZ_ENV = {
+    # Hundreds of requests from one client: the limiter must not turn the run into 429s
+    # (429 is documented and conforming, but it would hide /limited's 200 path).
+    "LAB_RATE_LIMIT": "1000000/60s",
+    # Let generated X-Forwarded-For values reach the client-key parser (SPEC §3.7).
+    "LAB_TRUSTED_PROXIES": HOST,
+    # /aggregate with delay_ms over 200 times out in 0.2 s instead of 1 s: the 504 path is
+    # exercised without spending seconds per example (the run caps delay_ms at 300).
+    "LAB_UPSTREAM_TIMEOUT_MS": "200",
+}
+
+
+# --- pair parametrization (as tests/conformance/conftest.py does) -------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fuzz_pair" in metafunc.fixturenames:
+        sel = pair_selection.select()
+        # Indirect (through the ``fuzz_pair`` fixture below): pytest numbers a direct parameter
+        # by its position in the cartesian product, so with a second parametrization (the fuzz
+        # test's operations) the unhashable Pair values would get other numbers than in other
+        # modules, pytest would not group one pair's tests across modules, and each module
+        # would start the pair's server again. Its own name (not the conformance suite's
+        # ``pair``) keeps pytest's grouping of the two suites' servers apart in one session.
+        metafunc.parametrize(
+            "fuzz_pair", sel.pairs, ids=[p.id for p in sel.pairs], scope="session", indirect=True
+        )
+
+
+@pytest.fixture(scope="session")
+def fuzz_pair(request: pytest.FixtureRequest) -> matrix.Pair:
+    """The framework x server pair of this test (parametrized by ``pytest_generate_tests``)."""
+    value: matrix.Pair = request.param
+    return value
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the fuzz items of pairs that do not run."""
+    selected = pair_selection.select().selected
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        pair = callspec.params.get("fuzz_pair") if callspec is not None else None
+        (drop if pair is not None and pair.id not in selected else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def fuzz_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz-logs")
+
+
+@pytest.fixture(scope="session")
+def fuzz_upstream(fuzz_log_dir: Path) -> Iterator[str]:
+    """One upstream service (SPEC §3.12) shared by every pair of the run."""
+    port = free_port(HOST)
+    proc = ManagedProcess(
+        f"fuzz-upstream-{port}",
+        upstream_argv(host=HOST, port=port),
+        _base_env(),
+        matrix.REPO_ROOT,
+        fuzz_log_dir,
+        f"http://{HOST}:{port}/health",
+    ).start()
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def fuzz_server(
+    fuzz_pair: matrix.Pair, services: Services, fuzz_upstream: str, fuzz_log_dir: Path
+) -> Iterator[FuzzServer]:
+    """The pair under ``lab serve`` (one worker) with ``FUZZ_ENV``, for the whole session."""
+    port = free_port(HOST)
+    env = (
+        _base_env()
+        | {
+            "LAB_DATABASE_URL": services.database_url,
+            "LAB_REDIS_URL": services.redis_url,
+            "LAB_UPSTREAM_URL": fuzz_upstream,
+        }
+        | FUZZ_ENV
+    )
+    pair = fuzz_pair
+    argv = serve_argv(pair.framework.name, pair.server.name, host=HOST, port=port, workers=1)
+    url = f"http://{HOST}:{port}"
+    proc = ManagedProcess(
+        f"fuzz-{pair.id}-{port}", argv, env, matrix.REPO_ROOT, fuzz_log_dir, f"{url}/health"
+    ).start()
+    died = False
+    try:
+        yield FuzzServer(pair, url, proc)
+        died = not proc.running()
+    finally:
+        proc.stop(check=not died)
+    if died:
+        pytest.fail(f"{proc.name} died while the fuzz tests ran\n{proc.log_tail()}")
