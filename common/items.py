@@ -37,6 +37,8 @@ ITEM_COLUMNS: tuple[str, ...] = ("id", "name", "category", "price", "description
 
 # Ranges from SPEC §3; adapters that validate with their own framework read these.
 NAME_MAX = 100
+# PostgreSQL `text` cannot hold U+0000: such a name is a 422, not a failed INSERT.
+NAME_PATTERN = r"^[^\x00]*$"
 PRICE_MAX = 1_000_000
 PAGE_LIMIT_MAX, PAGE_LIMIT_DEFAULT = 100, 20
 BATCH_MAX = 100
@@ -54,7 +56,7 @@ PRODUCTS_COUNT = 20
 class ItemIn(msgspec.Struct, forbid_unknown_fields=True):
     """The body of ``POST /items`` (SPEC §3.13)."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
     category: Category
     price: Annotated[float, msgspec.Meta(ge=0, le=PRICE_MAX)]
 

@@ -115,6 +115,7 @@ def not_acceptable(available: Sequence[str]) -> Problem:
         "None of the acceptable media types can be produced. Available: "
         + ", ".join(available)
         + ".",
+        headers={"Vary": "Accept"},  # the answer depends on Accept, like the 200's
     )
 
 

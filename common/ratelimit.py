@@ -52,9 +52,10 @@ def headers(decision: Decision) -> dict[str, str]:
     return out
 
 
-def fail_open_headers(limit: int) -> dict[str, str]:
-    """Redis is down and the limiter fails open: the limit is known, the remainder is not."""
-    return {"RateLimit-Limit": str(limit)}
+def fail_open_headers(limit: int, window_s: int) -> dict[str, str]:
+    """Redis is down and the limiter fails open: the limit is known, the remainder is not
+    (SPEC §3.7: ``RateLimit-Remaining`` absent); the reset is at most one window away."""
+    return {"RateLimit-Limit": str(limit), "RateLimit-Reset": str(window_s)}
 
 
 def _parse_ip(text: str) -> _IP | None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 import msgspec
+import orjson
 
 from . import items
 from .problems import (
@@ -118,6 +119,16 @@ def _loc_of(message: str) -> tuple[str | int, ...]:
     return tuple(loc)
 
 
+def check_json_text(body: bytes) -> None:
+    """JSON text must be UTF-8 without lone surrogate escapes (RFC 8259 §8.1, §8.2); anything
+    else is malformed (400). For frameworks whose parser is laxer (the stdlib ``json`` under
+    FastAPI accepts ``"\\ud800"``) or fails with a non-JSON error (``UnicodeDecodeError``)."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_json(str(exc)) from None
+
+
 def decode_body(
     body: bytes,
     content_type: str | None,
@@ -137,7 +148,7 @@ def decode_body(
         raise unsupported_media_type(content_type)
     try:
         raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise bad_json(str(exc)) from None
     if not isinstance(raw, dict):
         raise validation(FieldError(("body",), "expected a JSON object"))

@@ -306,7 +306,7 @@ def limited(res: Resources, client: str) -> Reply:
     except REDIS_DOWN:
         if res.settings.limiter_fail_closed:
             raise backend_unavailable("The rate limiter (Redis)") from None
-        return Reply(b'{"status":"ok"}', headers=ratelimit.fail_open_headers(rl.limit))
+        return Reply(b'{"status":"ok"}', headers=ratelimit.fail_open_headers(rl.limit, rl.window_s))
     decision = ratelimit.decide(int(count), int(ttl_ms), rl.limit)
     headers = ratelimit.headers(decision)
     if not decision.allowed:

@@ -36,7 +36,7 @@ from common.problems import (
 from common.problems import validation as validation_problem
 from common.reply import Reply, StreamReply
 from common.settings import get_settings
-from common.validation import is_json_media_type, parse_ids
+from common.validation import check_json_text, is_json_media_type, parse_ids
 
 # -- Rendering ----------------------------------------------------------------------------
 
@@ -89,6 +89,7 @@ class JSONBodyRoute(APIRoute):
                 raise unsupported_media_type(content_type)
             if not body:
                 raise bad_json("the body is empty")
+            check_json_text(body)  # the stdlib json FastAPI uses accepts lone surrogates
             return await handler(request)
 
         return checked
@@ -99,7 +100,10 @@ class JSONBodyRoute(APIRoute):
 
 class ItemBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, Field(min_length=1, max_length=items.NAME_MAX, strict=True)]
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=items.NAME_MAX, pattern=items.NAME_PATTERN, strict=True),
+    ]
     category: Literal[items.CATEGORIES]  # type: ignore[valid-type]
     price: Annotated[float, Field(ge=0, le=items.PRICE_MAX, strict=True)]
 

@@ -44,7 +44,7 @@ from common.problems import (
 )
 from common.reply import Reply, StreamReply
 from common.settings import get_settings
-from common.validation import is_json_media_type, parse_ids, path_id
+from common.validation import check_json_text, is_json_media_type, parse_ids, path_id
 
 log = logging.getLogger("lab")
 AnyRequest: TypeAlias = Request[Any, Any, Any]
@@ -117,6 +117,7 @@ async def require_json(request: AnyRequest) -> None:
     content_type = request.headers.get("content-type")
     if not is_json_media_type(content_type):
         raise unsupported_media_type(content_type)
+    check_json_text(await request.body())  # msgspec raises UnicodeDecodeError (a 500) on bad UTF-8
 
 
 _WHERE = re.compile(r"(.*?)(?: - at `\$\.?(.*)`)?", re.DOTALL)

@@ -284,7 +284,23 @@ ITEM_BODIES: tuple[BodyCase, ...] = (
     _b("trailing-garbage", _item() + b" x", _J, 400, "malformed-json"),
     _b("empty", b"", _J, 400, "malformed-json"),
     _b("single-quotes", b"{'name': 'x'}", _J, 400, "malformed-json"),
+    # JSON text is UTF-8 without lone surrogates (SPEC §2.1 decision)
+    _b(
+        "invalid-utf8",
+        b'{"name": "\xff", "category": "toys", "price": 1}',
+        _J,
+        400,
+        "malformed-json",
+    ),
+    _b(
+        "lone-surrogate",
+        b'{"name": "\\ud800", "category": "toys", "price": 1}',
+        _J,
+        400,
+        "malformed-json",
+    ),
     # 422
+    _b("name-nul", _item(name="a\u0000b"), _J, 422, "validation", ("body", "name")),
     _b("unknown-field", _item(color="red"), _J, 422, "validation", ("body",)),
     _b("missing-name", _without("name"), _J, 422, "validation", ("body",)),
     _b("missing-category", _without("category"), _J, 422, "validation", ("body",)),

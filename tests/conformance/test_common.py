@@ -113,3 +113,29 @@ def test_health_reports_both_backends(client: LabClient) -> None:
     assert resp.status_code == 200
     assert_media_type(resp, "application/json")
     assert json_body(resp) == {"status": "ok", "db": "ok", "cache": "ok"}
+
+
+@pytest.mark.parametrize("length", [4000])
+def test_long_request_line_within_every_servers_limit_is_the_apps(
+    client: LabClient, length: int
+) -> None:
+    """SPEC D2: up to 4,000 bytes of request target, the app answers (here: 422 for > 100 ids)."""
+    target = "/items/batch?ids=" + ("1," * length)[: length - len("/items/batch?ids=")]
+    assert_problem(client.get(target), 422, "validation", ("query", "ids"))
+
+
+def test_request_line_past_the_servers_limit_is_refused_by_the_server(server) -> None:
+    """SPEC D2: a 70,000-byte request target exceeds every registered server's own limit; the
+    server refuses it with its own 4xx (400, 414 or 431, not a problem body: the app never
+    sees the request). Asserted: a 4xx, promptly; never a 2xx, a 5xx or a hang."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", "/items/batch?ids=" + "1," * 35_000)
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    assert status in {400, 414, 431}, status

@@ -59,7 +59,7 @@ def test_headers_when_refused_add_retry_after() -> None:
 
 
 def test_fail_open_headers_have_no_remaining() -> None:
-    assert fail_open_headers(100) == {"RateLimit-Limit": "100"}
+    assert fail_open_headers(100, 60) == {"RateLimit-Limit": "100", "RateLimit-Reset": "60"}
 
 
 TRUSTED = ("10.0.0.0/8", "192.168.1.1", "fd00::/8", "::1")

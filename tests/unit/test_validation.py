@@ -6,7 +6,14 @@ import pytest
 
 from common.items import INT32_MAX, INT32_MIN, ItemIn, TaskIn
 from common.problems import MAX_BODY_BYTES, Problem
-from common.validation import decode_body, int_param, optional_category, parse_ids, path_id
+from common.validation import (
+    check_json_text,
+    decode_body,
+    int_param,
+    optional_category,
+    parse_ids,
+    path_id,
+)
 
 
 def problem_of(fn, *args, **kwargs) -> Problem:
@@ -108,3 +115,23 @@ def test_optional_body() -> None:
         problem_of(decode_body, b'{"n": 0}', "application/json", TaskIn, optional=True).status
         == 422
     )
+
+
+def test_nul_in_name_is_a_validation_error() -> None:
+    """PostgreSQL text cannot store U+0000: a 422 at the edge, not a failed INSERT (500)."""
+    body = b'{"name": "a\\u0000b", "category": "books", "price": 1}'
+    problem = problem_of(decode_body, body, "application/json", ItemIn)
+    assert (problem.status, problem.errors[0].loc) == (422, ("body", "name"))
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"name": "\xff"}', b'{"name": "\\ud800"}', b'{"name": "\\udc00x"}']
+)
+def test_non_utf8_and_lone_surrogates_are_malformed(body: bytes) -> None:
+    assert problem_of(decode_body, body, "application/json", ItemIn).status == 400
+    assert problem_of(check_json_text, body).status == 400
+
+
+def test_check_json_text_accepts_pairs_and_plain_text() -> None:
+    check_json_text(b'{"name": "\\ud83d\\ude00 ok"}')
+    check_json_text('{"name": "été"}'.encode())
