@@ -1,4 +1,5 @@
-"""``lab bench`` and ``lab report``: parse the options, preflight, plan, run, summarise.
+"""``lab bench``, ``lab report`` and ``lab compare``: parse the options, then run, report
+or compare.
 
 ``lab bench`` exits 0 when every planned cell was run (whatever the cells' outcomes: a
 failing pair is a result), 1 when a cell failed or errored and ``--strict`` was given, 2 on
@@ -36,6 +37,10 @@ RESULTS_ROOT = matrix.REPO_ROOT / "results"
 def command(args: argparse.Namespace) -> int:
     if args.command == "report":
         return report.command(args.dir)
+    if args.command == "compare":
+        from .reporting import compare
+
+        return compare.command(args.old, args.new, args.threshold, out=args.out)
     try:
         return bench(args)
     except preflight.PreflightError as exc:

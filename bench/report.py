@@ -1,4 +1,6 @@
-"""``lab report DIR``: tables from stored results (the plots and HTML come later).
+"""``lab report DIR``: prints the tables and writes, into DIR, ``README.md`` (markdown
+tables), ``plots/`` (PNG and SVG), ``picker.md`` and ``report.html`` (see
+:mod:`bench.reporting`).
 
 Reads ``summary.json`` when it is there, else rebuilds the rows from the cells, so a run
 that was interrupted before its summary was written still reports.
@@ -121,13 +123,25 @@ def render(manifest: dict[str, Any], rows: list[dict[str, Any]], console: Consol
         console.print(table)
 
 
-def command(directory: str) -> int:
-    run = RunDir(Path(directory))
-    if not run.path.is_dir() or not (run.manifest.exists() or run.cells.is_dir()):
+def command(directory: str, *, with_plots: bool = True) -> int:
+    from . import reporting
+
+    try:
+        run = reporting.load(Path(directory))
+    except FileNotFoundError:
         print(f"lab report: {directory} holds no benchmark results", file=sys.stderr)
         return 2
-    manifest, rows = load_rows(run)
     from .ui import make_console
 
-    render(manifest, rows, make_console())
+    console = make_console()
+    render(run.manifest, run.rows, console)
+    written = reporting.write_report(run, with_plots=with_plots)
+    shown = [p for p in written if p.suffix != ".svg" and p.parent == run.path]
+    console.print(
+        f"lab report: wrote {', '.join(str(p) for p in shown)} and "
+        f"{sum(1 for p in written if p.parent.name == 'plots')} plot files in "
+        f"{run.path / 'plots'}",
+        highlight=False,
+        markup=False,
+    )
     return 0

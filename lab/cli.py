@@ -73,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="tables, plots and the HTML report from results")
     report.add_argument("dir")
+
+    compare = sub.add_parser(
+        "compare",
+        help="regression report between two runs; exit 1 when a threshold is crossed",
+    )
+    compare.add_argument("old", help="the reference run's folder")
+    compare.add_argument("new", help="the run to judge")
+    compare.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METRIC:±N%",
+        help="e.g. rps:-5%% (requests/s fell more than 5%%) or p99:+10%%; repeatable; "
+        "metrics: rps, p50, p90, p99, p99_9, cpu, rss",
+    )
+    compare.add_argument("--out", help="also write the markdown report to this file")
     return parser
 
 
@@ -96,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import upstream
 
         return upstream.command(args.host, args.port, fail_every=args.fail_every)
-    if args.command in {"bench", "report"}:
+    if args.command in {"bench", "report", "compare"}:
         from bench import cli as bench_cli
 
         return int(bench_cli.command(args))

@@ -1,13 +1,16 @@
 """One real short run: wrk, the Lua script, a real server and its floors, pinned.
 
-Needs wrk on PATH and reachable PostgreSQL and Redis (``LAB_DATABASE_URL``/``LAB_REDIS_URL``
-or ``lab services up``), seeded (``lab db init``); skipped with the reason otherwise.
+Runs on the test session's seeded services (the ``services`` fixture: the configured URLs
+or private embedded ones). Needs wrk on PATH: without it the test fails with the install
+command, because a harness test that silently does not run proves nothing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,14 +20,13 @@ from lab.cli import main
 
 
 @pytest.fixture(scope="module")
-def ready() -> None:
-    if load.find_wrk() is None:
-        pytest.skip(f"wrk not found: {preflight.WRK_INSTALL}")
-    try:
-        urls = preflight.resolve_services()
-        preflight.check_seeded(urls.database_url)
-    except preflight.PreflightError as exc:
-        pytest.skip(str(exc))
+def ready(services: Any) -> Iterator[None]:
+    assert load.find_wrk() is not None, f"wrk not found: {preflight.WRK_INSTALL}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LAB_DATABASE_URL", services.database_url)
+        env.setenv("LAB_REDIS_URL", services.redis_url)
+        preflight.check_seeded(services.database_url)
+        yield
 
 
 def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> None:

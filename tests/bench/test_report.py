@@ -372,3 +372,24 @@ def test_lab_report_writes_everything(run_dir: Path) -> None:
 
 def test_lab_report_on_an_empty_folder(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_a_scenario_with_no_ok_row_still_reports(tmp_path: Path) -> None:
+    broken = cell("fastapi-uvicorn", "fortunes", 64, 1, 0)
+    broken.update(outcome="error", reasons=["server did not start"], load=None, server=None)
+    cells = [
+        broken,
+        cell("flask-gunicorn", "fortunes", 64, 1, 100, outcome="failed"),
+        cell("fastapi-uvicorn", "json", 64, 1, 1000),
+    ]
+    path = make_run(tmp_path / "r", cells, repeats=1)
+    write_report(load(path))
+    rows = _table((path / "README.md").read_text(), "fortunes @ 64 connections")
+    assert [(r[1], r[0], r[-1].split(":")[0]) for r in rows] == [
+        ("fastapi-uvicorn", "", "ERROR"),
+        ("flask-gunicorn", "", "FAILED"),
+    ]
+    assert (path / "plots" / "rps-fortunes-c64.svg").is_file()
+    assert not (path / "plots" / "latency-fortunes-c64.svg").exists()
+    page = (path / "report.html").read_text()
+    assert "server did not start" in page

@@ -1,0 +1,216 @@
+"""The run as the report reads it: the manifest, the summary rows (rebuilt from the cells
+when ``summary.json`` is missing) and small formatting helpers shared by every output.
+
+Nothing here computes a new measurement: every figure comes from ``summary.json`` (or the
+same rows rebuilt by ``bench.stats`` from ``cells/``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import stats
+from bench.results import SCHEMA, RunDir
+
+Row = dict[str, Any]
+Board = tuple[str, int]  # scenario, concurrency
+
+STREAM_PREFIX = "stream-"
+CODEC_PREFIX = "report-"
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict[str, Any]
+    rows: list[Row]
+    cells: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.path.name)
+
+    @property
+    def method(self) -> dict[str, Any]:
+        return dict(self.manifest.get("method") or {})
+
+    @property
+    def quick(self) -> bool:
+        return self.method.get("mode") == "quick"
+
+    @property
+    def noisy_threshold(self) -> float:
+        return float(self.method.get("noisy_threshold", 0.10))
+
+    def boards(self) -> dict[Board, list[Row]]:
+        """Rows by scenario x concurrency, each board sorted: ranked pairs, unranked pairs,
+        then floors (ranked, then not)."""
+        out: dict[Board, list[Row]] = {}
+        for row in self.rows:
+            out.setdefault((row["scenario"], int(row["concurrency"])), []).append(row)
+        for board in out.values():
+            board.sort(key=sort_key)
+        return dict(sorted(out.items(), key=lambda kv: (scenario_order(kv[0][0]), kv[0][1])))
+
+    def scenarios(self) -> list[str]:
+        return sorted({r["scenario"] for r in self.rows}, key=scenario_order)
+
+    def levels(self, scenario: str) -> list[int]:
+        return sorted({int(r["concurrency"]) for r in self.rows if r["scenario"] == scenario})
+
+    def reference_level(self, scenario: str) -> int:
+        """The concurrency a one-level view of the scenario uses: the level with most pair
+        rows, ties going to the middle of the sweep."""
+        levels = self.levels(scenario)
+        counts = {
+            c: sum(1 for r in self.rows if r["scenario"] == scenario and r["concurrency"] == c)
+            for c in levels
+        }
+        middle = levels[len(levels) // 2]
+        return max(levels, key=lambda c: (counts[c], -abs(levels.index(c) - levels.index(middle))))
+
+    def pairs(self) -> list[Row]:
+        return [r for r in self.rows if r["role"] != "floor"]
+
+
+@functools.cache
+def _matrix_order() -> tuple[str, ...]:
+    try:
+        from lab.scenarios import scenarios
+
+        return tuple(s.id for s in scenarios())
+    except Exception:  # the report must read a run even without the lab's matrix
+        return ()
+
+
+def scenario_order(scenario: str) -> tuple[int, str]:
+    """The matrix's order where known (its file order), else alphabetical after."""
+    order = _matrix_order()
+    return (order.index(scenario) if scenario in order else len(order), scenario)
+
+
+def sort_key(row: Row) -> tuple[bool, bool, int, float, str]:
+    median = row["rps"]["median"]
+    return (
+        row["role"] == "floor",
+        row["rank"] is None,
+        row["rank"] or 0,
+        -(median or 0.0),
+        row["target"],
+    )
+
+
+def load(directory: Path) -> Run:
+    """Read a run folder; raises ``FileNotFoundError`` when it holds no results."""
+    run = RunDir(directory)
+    if not run.path.is_dir() or not (run.manifest.exists() or run.cells.is_dir()):
+        raise FileNotFoundError(f"{directory} holds no benchmark results")
+    manifest = run.read_manifest() if run.manifest.exists() else {}
+    cells = list(run.iter_cells())
+    rows: list[Row] | None = None
+    if run.summary.exists():
+        summary = json.loads(run.summary.read_text())
+        if summary.get("schema") == SCHEMA["summary"]:
+            rows = list(summary["rows"])
+    if rows is None:
+        method = manifest.get("method", {})
+        rows = stats.summarise(
+            cells,
+            noisy_threshold=float(method.get("noisy_threshold", 0.10)),
+            planned_repeats=method.get("repeats"),
+        )
+    return Run(path=directory, manifest=manifest, rows=rows, cells=cells)
+
+
+# --- formatting -------------------------------------------------------------------------
+
+
+def num(value: Any, fmt: str = "{:,.0f}", scale: float = 1.0) -> str:
+    return "-" if value is None else fmt.format(float(value) / scale)
+
+
+def rps(row: Row) -> str:
+    return num(row["rps"]["median"])
+
+
+def spread(row: Row) -> str:
+    return num(row["rps"]["spread"], "{:.1f}%", 0.01)
+
+
+def ms(row: Row, key: str) -> str:
+    return num((row.get("latency_us") or {}).get(key), "{:.2f}", 1000)
+
+
+def cpu_ms_per_1k(row: Row) -> str:
+    """CPU milliseconds per 1,000 requests (the summary stores seconds per 1,000)."""
+    return num(row.get("cpu_s_per_1k"), "{:,.1f}", 0.001)
+
+
+def rss_mib(row: Row) -> str:
+    return num(row.get("peak_rss_bytes"), "{:,.0f}", 2**20)
+
+
+def ratio(row: Row, role: str) -> str:
+    ref = (row.get("floors") or {}).get(role)
+    if not ref or ref.get("rps_ratio") is None:
+        return "-"
+    return f"{float(ref['rps_ratio']):.2f}"
+
+
+def flags(row: Row) -> list[str]:
+    """What the report must say about a row besides its numbers, most serious first."""
+    out: list[str] = []
+    if row["outcome"] != "ok":
+        out.append(row["outcome"].upper())
+    if row.get("noisy"):
+        out.append("noisy")
+    if row.get("client_saturated"):
+        out.append("client-saturated")
+    if row.get("latency_censored"):
+        out.append("latency-censored")
+    return out
+
+
+def status(row: Row, width: int = 80) -> str:
+    text = " ".join(flags(row)) or "ok"
+    if row["outcome"] != "ok" and row.get("reasons"):
+        reason = str(row["reasons"][0])
+        text += ": " + (reason if len(reason) <= width else reason[: width - 1] + "…")
+        if len(row["reasons"]) > 1:
+            text += f" (+{len(row['reasons']) - 1} more)"
+    return text
+
+
+def label(row: Row) -> str:
+    return str(row["target"]) + (" (floor)" if row["role"] == "floor" else "")
+
+
+def ranked(rows: Iterable[Row]) -> list[Row]:
+    return sorted((r for r in rows if r["rank"] is not None), key=lambda r: int(r["rank"]))
+
+
+def run_line(run: Run) -> str:
+    """One sentence saying what was measured where."""
+    m = run.manifest
+    mach = m.get("machine") or {}
+    method = run.method
+    git = m.get("git") or {}
+    pin = m.get("pinning") or {}
+    pinning = (
+        f"server on CPU {pin.get('server_cpus')}, client on {pin.get('client_cpus')}"
+        if pin.get("enabled")
+        else "not pinned"
+    )
+    return (
+        f"run `{run.run_id}` ({method.get('mode', '?')} mode): {mach.get('cpu_model', '?')}, "
+        f"{mach.get('cpus_logical', '?')} CPUs, kernel {mach.get('kernel', '?')}, Python "
+        f"{(m.get('python') or {}).get('version', '?')}, "
+        f"{(m.get('wrk') or {}).get('version', 'wrk ?')}; {pinning}; "
+        f"{method.get('duration_s', '?')} s x {method.get('repeats', '?')} repeat(s), "
+        f"{method.get('workers', '?')} worker(s); commit {str(git.get('commit') or 'none')[:12]}"
+        f"{' (dirty)' if git.get('dirty') else ''}"
+    )

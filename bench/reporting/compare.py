@@ -1,0 +1,212 @@
+"""``lab compare OLD NEW [--threshold rps:-5% ...]``: a regression report between two runs.
+
+Rows are matched on (target, scenario, concurrency). For each matched pair of ``ok`` rows
+the report gives NEW/OLD for every metric; a threshold ``METRIC:±N%`` is crossed when the
+change goes past it in its direction (``rps:-5%``: requests/s fell by more than 5 %;
+``p99:+10%``: p99 rose by more than 10 %). A row ``ok`` in OLD but not in NEW is a
+regression whatever the thresholds (when any is given). Rows found in one run only are
+listed, not compared.
+
+Exit status: 0 when no threshold is crossed, 1 when one is, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _data as d
+from ._data import Row, Run
+
+__all__ = ["METRICS", "Comparison", "Threshold", "command", "compare", "parse_threshold"]
+
+METRICS: dict[str, tuple[str, Callable[[Row], float | None]]] = {
+    "rps": ("median requests/s", lambda r: r["rps"]["median"]),
+    "p50": ("p50 latency", lambda r: (r.get("latency_us") or {}).get("p50")),
+    "p90": ("p90 latency", lambda r: (r.get("latency_us") or {}).get("p90")),
+    "p99": ("p99 latency", lambda r: (r.get("latency_us") or {}).get("p99")),
+    "p99_9": ("p99.9 latency", lambda r: (r.get("latency_us") or {}).get("p99_9")),
+    "cpu": ("CPU per 1k requests", lambda r: r.get("cpu_s_per_1k")),
+    "rss": ("peak RSS", lambda r: r.get("peak_rss_bytes")),
+}
+SHOWN = ("rps", "p99")  # always in the table, besides any metric a threshold names
+
+_THRESHOLD = re.compile(r"^\s*([a-z0-9_.]+)\s*:\s*([+-])\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    limit: float  # signed fraction: -0.05 = a fall of more than 5 % crosses it
+
+    def crossed(self, change: float) -> bool:
+        return change < self.limit if self.limit < 0 else change > self.limit
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.limit * 100:+g}%"
+
+
+def parse_threshold(text: str) -> Threshold:
+    m = _THRESHOLD.match(text)
+    if not m:
+        raise ValueError(f"bad threshold {text!r}: expected METRIC:+N% or METRIC:-N%")
+    metric = m.group(1).replace(".", "_")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {m.group(1)!r} in {text!r}; known: {', '.join(METRICS)}")
+    value = float(m.group(3)) / 100
+    return Threshold(metric, -value if m.group(2) == "-" else value)
+
+
+@dataclass
+class Line:
+    key: tuple[str, str, int]
+    old: Row
+    new: Row
+    changes: dict[str, float | None]  # metric -> NEW/OLD - 1
+    crossed: list[str]  # human-readable reasons
+    note: str
+
+
+@dataclass
+class Comparison:
+    lines: list[Line]
+    only_old: list[Row]
+    only_new: list[Row]
+    warnings: list[str]
+
+    @property
+    def regressions(self) -> list[Line]:
+        return [line for line in self.lines if line.crossed]
+
+
+def _index(run: Run) -> dict[tuple[str, str, int], Row]:
+    return {(r["target"], r["scenario"], int(r["concurrency"])): r for r in run.rows}
+
+
+def _method_warnings(old: Run, new: Run) -> list[str]:
+    out = []
+    for key in ("mode", "duration_s", "warmup_s", "workers", "repeats", "pin"):
+        a, b = old.method.get(key), new.method.get(key)
+        if a != b:
+            out.append(f"method.{key} differs: {a!r} in OLD, {b!r} in NEW")
+    ma, mb = old.manifest.get("machine") or {}, new.manifest.get("machine") or {}
+    for key in ("cpu_model", "cpus_logical", "kernel"):
+        if ma.get(key) != mb.get(key):
+            out.append(f"machine.{key} differs: {ma.get(key)!r} in OLD, {mb.get(key)!r} in NEW")
+    return out
+
+
+def compare(old: Run, new: Run, thresholds: Sequence[Threshold]) -> Comparison:
+    a, b = _index(old), _index(new)
+    lines: list[Line] = []
+    for key in sorted(set(a) & set(b), key=lambda k: (d.scenario_order(k[1]), k[2], k[0])):
+        ro, rn = a[key], b[key]
+        changes: dict[str, float | None] = {}
+        crossed: list[str] = []
+        note = ""
+        if ro["outcome"] == "ok" and rn["outcome"] == "ok":
+            for metric, (_, get) in METRICS.items():
+                vo, vn = get(ro), get(rn)
+                changes[metric] = float(vn) / float(vo) - 1 if vo and vn is not None else None
+            for t in thresholds:
+                change = changes.get(t.metric)
+                if change is not None and t.crossed(change):
+                    crossed.append(f"{t.metric} {change * 100:+.1f}% (limit {t})")
+            noise = max(
+                [old.noisy_threshold]
+                + [r["rps"]["spread"] for r in (ro, rn) if r["rps"]["spread"] is not None]
+            )
+            rps_change = changes.get("rps")
+            if rps_change is not None and abs(rps_change) <= noise:
+                note = "within noise"
+            if ro.get("noisy") or rn.get("noisy"):
+                note = (note + "; " if note else "") + "noisy row"
+        elif ro["outcome"] == "ok":
+            note = f"now {rn['outcome']}"
+            if thresholds:
+                crossed.append(f"ok in OLD, {rn['outcome']} in NEW")
+        else:
+            note = f"not compared: {ro['outcome']} in OLD, {rn['outcome']} in NEW"
+        lines.append(Line(key, ro, rn, changes, crossed, note))
+    only_old = [a[k] for k in sorted(set(a) - set(b))]
+    only_new = [b[k] for k in sorted(set(b) - set(a))]
+    return Comparison(lines, only_old, only_new, _method_warnings(old, new))
+
+
+def _pct(change: float | None) -> str:
+    return "-" if change is None else f"{change * 100:+.1f}%"
+
+
+def _ratio(change: float | None) -> str:
+    return "-" if change is None else f"{change + 1:.3f}"
+
+
+def markdown(old: Run, new: Run, result: Comparison, thresholds: Sequence[Threshold]) -> str:
+    metrics = list(SHOWN) + [t.metric for t in thresholds if t.metric not in SHOWN]
+    out = [
+        f"# Comparison: {old.run_id} -> {new.run_id}",
+        "",
+        f"OLD: `{old.path}`; NEW: `{new.path}`. Per row (target x scenario x connections): "
+        "NEW/OLD and the change; `within noise` when the requests/s change is under the "
+        "noisy threshold or either row's spread.",
+        "",
+        "Thresholds: " + (", ".join(str(t) for t in thresholds) or "none (report only)") + ".",
+        "",
+    ]
+    for w in result.warnings:
+        out.append(f"> warning: {w}")
+    if result.warnings:
+        out.append("")
+    head = ["target", "scenario", "conn", "OLD req/s", "NEW req/s"]
+    for m in metrics:
+        head += [f"{m} NEW/OLD"]
+    head += ["verdict"]
+    out += ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 3) + "---|"]
+    for line in result.lines:
+        target, scenario, conc = line.key
+        cells = [target, scenario, str(conc), d.rps(line.old), d.rps(line.new)]
+        for m in metrics:
+            ch = line.changes.get(m)
+            cells.append(f"{_ratio(ch)} ({_pct(ch)})" if ch is not None else "-")
+        verdict = "REGRESSION: " + "; ".join(line.crossed) if line.crossed else "ok"
+        if line.note:
+            verdict += f" ({line.note})"
+        cells.append(verdict)
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    out.append("")
+    for title, rows in (("Only in OLD", result.only_old), ("Only in NEW", result.only_new)):
+        if rows:
+            out.append(f"{title} (not compared): " + ", ".join(r["key"] for r in rows) + ".")
+            out.append("")
+    n = len(result.regressions)
+    out.append(
+        f"{len(result.lines)} rows compared, {n} crossing a threshold."
+        if thresholds
+        else f"{len(result.lines)} rows compared; no thresholds given."
+    )
+    return "\n".join(out) + "\n"
+
+
+def command(old_dir: str, new_dir: str, thresholds: Sequence[str], out: str | None = None) -> int:
+    try:
+        parsed = [parse_threshold(t) for t in thresholds]
+    except ValueError as exc:
+        print(f"lab compare: {exc}", file=sys.stderr)
+        return 2
+    runs: list[Run] = []
+    for directory in (old_dir, new_dir):
+        try:
+            runs.append(d.load(Path(directory)))
+        except FileNotFoundError:
+            print(f"lab compare: {directory} holds no benchmark results", file=sys.stderr)
+            return 2
+    old, new = runs
+    result = compare(old, new, parsed)
+    text = markdown(old, new, result, parsed)
+    sys.stdout.write(text)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    return 1 if result.regressions else 0

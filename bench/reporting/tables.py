@@ -1,0 +1,102 @@
+"""Markdown tables: per scenario x concurrency, pairs ranked by median requests/s, then the
+unranked (failed, errored, incomplete) pairs, then the floors. Nothing is left out: a failed
+or noisy row is printed with its flag and its first reason."""
+
+from __future__ import annotations
+
+from . import _data as d
+from ._data import Row, Run
+
+COLUMNS = (
+    "#",
+    "target",
+    "req/s (median)",
+    "spread",
+    "p50 ms",
+    "p99 ms",
+    "CPU-ms / 1k req",
+    "peak RSS MiB",
+    "x server floor",
+    "x fw floor",
+    "status",
+)
+
+
+def md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def row_cells(row: Row) -> list[str]:
+    return [
+        "" if row["rank"] is None else str(row["rank"]),
+        d.label(row),
+        d.rps(row),
+        d.spread(row),
+        d.ms(row, "p50"),
+        d.ms(row, "p99"),
+        d.cpu_ms_per_1k(row),
+        d.rss_mib(row),
+        d.ratio(row, "server"),
+        d.ratio(row, "framework"),
+        d.status(row),
+    ]
+
+
+def board_table(rows: list[Row]) -> str:
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" if c in {"target", "status"} else "---:" for c in COLUMNS) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(md_escape(c) for c in row_cells(row)) + " |")
+    return "\n".join(lines)
+
+
+def counts_line(run: Run) -> str:
+    outcomes: dict[str, int] = {}
+    for row in run.rows:
+        outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + 1
+    noisy = sum(1 for r in run.rows if r.get("noisy"))
+    censored = sum(1 for r in run.rows if r.get("latency_censored"))
+    saturated = sum(1 for r in run.rows if r.get("client_saturated"))
+    parts = [f"{n} {k}" for k, n in sorted(outcomes.items())]
+    return (
+        f"{len(run.rows)} rows: {', '.join(parts) or 'none'}; {noisy} noisy, "
+        f"{censored} latency-censored, {saturated} client-saturated."
+    )
+
+
+def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
+    """``README.md`` for a run folder. ``plots`` maps a section (scenario id or a plot
+    group) to the plot files (relative paths) shown under it."""
+    plots = plots or {}
+    out = [f"# Benchmark results: {run.run_id}", "", d.run_line(run) + ".", ""]
+    if run.quick:
+        out += [
+            "> **Quick mode**: one short repeat per cell, so spread is not assessed and small "
+            "differences are within this machine's noise. Use a full run to decide.",
+            "",
+        ]
+    out += [
+        counts_line(run),
+        "",
+        "Ranked by median requests/s among rows whose repeats all finished `ok` (pairs and "
+        "floors separately). `spread` = (max - min) / median over repeats; **noisy** above "
+        f"{run.noisy_threshold:.0%}. CPU-ms / 1k req is the server's process tree's CPU time "
+        "per 1,000 requests; peak RSS the largest sum over the tree (an upper bound with "
+        "forked workers). `x server floor` = requests/s over the raw server's on the same "
+        "scenario; `x fw floor` over the framework's hello world. How to read all this: "
+        "docs/reading-results.md.",
+        "",
+    ]
+    for (scenario, conc), rows in run.boards().items():
+        out += [f"## {scenario} @ {conc} connections", "", board_table(rows), ""]
+        for name in plots.get(f"{scenario}@{conc}", []):
+            out += [f"![{name}]({name})", ""]
+    extra = [k for k in plots if "@" not in k]
+    if extra:
+        out += ["## Plots", ""]
+        for key in extra:
+            for name in plots[key]:
+                out += [f"![{name}]({name})", ""]
+    return "\n".join(out).rstrip() + "\n"
