@@ -8,6 +8,9 @@ nox -s bench          the quick benchmark matrix (`lab bench --quick`), posargs 
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -49,6 +52,15 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The quick benchmark matrix (minutes); pass `-- --help` for the harness's options."""
     install(session, "all")
+    # `lab services status` exits 0 when both services are usable already (configured or left
+    # up by the user); then they are the user's and stay up. Otherwise this session starts
+    # embedded ones and stops them when it ends (`down` never touches configured servers).
+    lab = str(Path(session.bin) / "lab")
+    already_up = subprocess.run([lab, "services", "status"], capture_output=True).returncode == 0
     session.run("lab", "services", "up")
-    session.run("lab", "db", "init")
-    session.run("lab", "bench", *(session.posargs or ["--quick"]))
+    try:
+        session.run("lab", "db", "init")
+        session.run("lab", "bench", *(session.posargs or ["--quick"]))
+    finally:
+        if not already_up:
+            session.run("lab", "services", "down")
