@@ -10,14 +10,12 @@ Helpers shared by both modules live here (the conftest holds only fixtures and h
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from lab import matrix
 from lab.matrix import REPO_ROOT
-from tests.support.processes import ManagedProcess
+from tests.support.servers import Server
 
 __all__ = [
     "HTTP_METHODS",
@@ -35,13 +33,8 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 Operation = tuple[str, str, dict[str, Any]]  # (METHOD, path template, operation object)
 
 
-@dataclass(frozen=True)
-class FuzzServer:
-    """A pair running under ``lab serve`` for the fuzz suite (``fuzz_server`` fixture)."""
-
-    pair: matrix.Pair
-    url: str
-    process: ManagedProcess
+# The running pair the fuzz suite talks to: the conformance suite's Server.
+FuzzServer = Server
 
 
 @cache

@@ -11,7 +11,6 @@ Each pair runs with settings that keep a bounded fuzz run meaningful (``FUZZ_ENV
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,32 +19,8 @@ import pytest
 from lab import matrix
 from tests.fuzz import FuzzServer
 from tests.support import pairs as pair_selection
-from tests.support.processes import ManagedProcess, free_port, serve_argv, upstream_argv
+from tests.support.servers import HOST, ServerConfig, running_pair, running_upstream
 from tests.support.services import Services
-
-HOST = "127.0.0.1"
-
-# Set per server by this suite; inherited values would change what the document promises.
-CONTROLLED = frozenset(
-    {
-        "LAB_DATABASE_URL",
-        "LAB_REDIS_URL",
-        "LAB_UPSTREAM_URL",
-        "LAB_UPSTREAM_TIMEOUT_MS",
-        "LAB_CACHE_TTL",
-        "LAB_RATE_LIMIT",
-        "LAB_TRUSTED_PROXIES",
-        "LAB_LIMITER_FAIL",
-        "LAB_COMPRESSION_MIN_SIZE",
-        "LAB_SERVER_HEADERS",
-        "LAB_SERVER_NAME",
-        "LAB_DB_TIMEOUT_MS",
-        "LAB_TEST_SERVICES",
-        "LAB_TEST_PAIRS",
-        "LAB_FUZZ_EXAMPLES",
-        "LAB_FUZZ_SEED",
-    }
-)
 
 FUZZ_ENV = {
     # Hundreds of requests from one client: the limiter must not turn the run into 429s
@@ -96,13 +71,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-# --- processes ---------------------------------------------------------------------------------
+# --- processes: the conformance suite's launcher, with the fuzz run's configuration -------------
 
-
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+FUZZ_CONFIG = ServerConfig("fuzz", FUZZ_ENV, workers=1)
 
 
 @pytest.fixture(scope="session")
@@ -113,19 +84,8 @@ def fuzz_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fuzz_upstream(fuzz_log_dir: Path) -> Iterator[str]:
     """One upstream service (SPEC §3.12) shared by every pair of the run."""
-    port = free_port(HOST)
-    proc = ManagedProcess(
-        f"fuzz-upstream-{port}",
-        upstream_argv(host=HOST, port=port),
-        _base_env(),
-        matrix.REPO_ROOT,
-        fuzz_log_dir,
-        f"http://{HOST}:{port}/health",
-    ).start()
-    try:
-        yield f"http://{HOST}:{port}"
-    finally:
-        proc.stop()
+    with running_upstream(fuzz_log_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -133,27 +93,7 @@ def fuzz_server(
     fuzz_pair: matrix.Pair, services: Services, fuzz_upstream: str, fuzz_log_dir: Path
 ) -> Iterator[FuzzServer]:
     """The pair under ``lab serve`` (one worker) with ``FUZZ_ENV``, for the whole session."""
-    port = free_port(HOST)
-    env = (
-        _base_env()
-        | {
-            "LAB_DATABASE_URL": services.database_url,
-            "LAB_REDIS_URL": services.redis_url,
-            "LAB_UPSTREAM_URL": fuzz_upstream,
-        }
-        | FUZZ_ENV
-    )
-    pair = fuzz_pair
-    argv = serve_argv(pair.framework.name, pair.server.name, host=HOST, port=port, workers=1)
-    url = f"http://{HOST}:{port}"
-    proc = ManagedProcess(
-        f"fuzz-{pair.id}-{port}", argv, env, matrix.REPO_ROOT, fuzz_log_dir, f"{url}/health"
-    ).start()
-    died = False
-    try:
-        yield FuzzServer(pair, url, proc)
-        died = not proc.running()
-    finally:
-        proc.stop(check=not died)
-    if died:
-        pytest.fail(f"{proc.name} died while the fuzz tests ran\n{proc.log_tail()}")
+    with running_pair(
+        fuzz_pair, FUZZ_CONFIG, services=services, upstream_url=fuzz_upstream, log_dir=fuzz_log_dir
+    ) as server:
+        yield server

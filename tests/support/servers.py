@@ -34,8 +34,6 @@ CONTROLLED = frozenset(
         "LAB_TRUSTED_PROXIES",
         "LAB_LIMITER_FAIL",
         "LAB_COMPRESSION_MIN_SIZE",
-        "LAB_SERVER_HEADERS",
-        "LAB_SERVER_NAME",
         "LAB_DB_TIMEOUT_MS",
         "LAB_TEST_SERVICES",
         "LAB_TEST_PAIRS",
