@@ -829,18 +829,26 @@ def current_urls() -> ServiceUrls:
 # --------------------------------------------------------------------------- commands
 
 
+def _configured_reachable(kind: _Kind) -> bool:
+    """Whether ``kind``'s configured URL (if any) answers; says which way it went."""
+    configured = os.environ.get(kind.env)
+    if not configured:
+        return False
+    reason = kind.probe(configured, PROBE_TIMEOUT_S)
+    if reason is None:
+        print(f"{kind.name}: {configured} (configured by {kind.env}, reachable)")
+        return True
+    print(f"{kind.name}: {configured} (configured by {kind.env}, NOT reachable: {reason})")
+    return False
+
+
 def _up() -> int:
     root = state_dir()
     with _locked(root):
         records = _load(root)
         for kind in _KINDS:
-            configured = os.environ.get(kind.env)
-            if configured:
-                reason = kind.probe(configured, PROBE_TIMEOUT_S)
-                if reason is None:
-                    print(f"{kind.name}: {configured} (configured by {kind.env}, reachable)")
-                    continue
-                print(f"{kind.name}: {kind.env}={configured} is not reachable ({reason})")
+            if _configured_reachable(kind):
+                continue
             record = records.get(kind.name)
             if record is not None and record.process() is not None:
                 print(f"{kind.name}: {record.url} (embedded, already running, pid {record.pid})")
@@ -894,13 +902,8 @@ def _status() -> int:
     records = _load(state_dir())
     usable = True
     for kind in _KINDS:
-        configured = os.environ.get(kind.env)
-        if configured:
-            reason = kind.probe(configured, PROBE_TIMEOUT_S)
-            if reason is None:
-                print(f"{kind.name}: {configured} (configured by {kind.env}, reachable)")
-                continue
-            print(f"{kind.name}: {configured} (configured by {kind.env}, NOT reachable: {reason})")
+        if _configured_reachable(kind):
+            continue
         record = records.get(kind.name)
         if record is None:
             print(f"{kind.name}: no embedded server (run `lab services up`)")
