@@ -15,8 +15,6 @@ ITEMS_PAGE = f"SELECT {_ITEM} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
 ITEMS_PAGE_IN_CATEGORY = (
     f"SELECT {_ITEM} FROM items WHERE id > $1 AND category = $3 ORDER BY id LIMIT $2"
 )
-# Offset pagination, kept for the offset-vs-keyset experiment.
-ITEMS_PAGE_OFFSET = f"SELECT {_ITEM} FROM items ORDER BY id OFFSET $1 LIMIT $2"
 ITEMS_BATCH = f"SELECT {_ITEM} FROM items WHERE id = ANY($1::int[])"
 ITEMS_FIRST = f"SELECT {_ITEM} FROM items WHERE id <= $1 ORDER BY id"
 ITEM_INSERT = (

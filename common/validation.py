@@ -18,7 +18,6 @@ from . import items
 from .problems import (
     MAX_BODY_BYTES,
     FieldError,
-    Problem,
     bad_json,
     payload_too_large,
     unsupported_media_type,
@@ -157,8 +156,3 @@ def decode_body(
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise validation(FieldError(_loc_of(message), message.split(" - at ")[0])) from None
-
-
-def problem_from_errors(errors: list[tuple[tuple[str | int, ...], str]]) -> Problem:
-    """Build the 422 problem from a framework's own list of (loc, msg) pairs."""
-    return validation(*(FieldError(loc, msg) for loc, msg in errors))

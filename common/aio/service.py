@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import orjson
 import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
 
@@ -255,7 +256,7 @@ async def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
             ) as resp:
                 if resp.status != 200:
                     return f"status {resp.status}"
-                body: dict[str, Any] = await resp.json(loads=_loads)
+                body: dict[str, Any] = orjson.loads(await resp.read())
                 return body
         except TimeoutError:
             return "timeout"
@@ -264,12 +265,6 @@ async def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
 
     outcomes = await asyncio.gather(*(call(i) for i in range(n)))
     return replies.aggregate_reply(outcomes, started)
-
-
-def _loads(raw: str) -> Any:
-    import orjson
-
-    return orjson.loads(raw)
 
 
 # -- CPU and tasks (SPEC §3.14, 3.15) ---------------------------------------------------
