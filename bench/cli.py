@@ -26,7 +26,7 @@ from .method import Method, method_for
 from .plan import build_plan, scenarios_for
 from .results import RunDir, stamp, write_json
 from .runner import Runner, write_summary
-from .targets import Target, select_targets
+from .targets import Target, experiment_targets, select_targets
 from .ui import make_console, make_ui
 
 __all__ = ["command"]
@@ -37,6 +37,8 @@ RESULTS_ROOT = matrix.REPO_ROOT / "results"
 def command(args: argparse.Namespace) -> int:
     if args.command == "report":
         return report.command(args.dir)
+    if args.command == "techniques":
+        return techniques(Path(args.dir))
     if args.command == "compare":
         from .reporting import compare
 
@@ -46,6 +48,35 @@ def command(args: argparse.Namespace) -> int:
     except preflight.PreflightError as exc:
         print(f"lab bench: {exc}", file=sys.stderr)
         return 2
+
+
+def techniques(directory: Path) -> int:
+    """Fill the technique pages' generated blocks and docs/claims.md from one run."""
+    import os
+
+    from . import reporting
+    from .reporting import claims, experiments
+
+    try:
+        run = reporting.load(directory)
+    except FileNotFoundError as exc:
+        print(f"lab techniques: {exc}", file=sys.stderr)
+        return 2
+    if not experiments.in_run(run):
+        print(f"lab techniques: {directory} holds no experiment cells", file=sys.stderr)
+        return 2
+    docs = matrix.REPO_ROOT / "docs"
+    link = os.path.relpath(directory.resolve(), docs / "techniques")
+    written = experiments.update_pages(run, docs / "techniques", link_base=link)
+    text = claims.markdown(
+        run,
+        docs / "claims.toml",
+        run_link=os.path.relpath(directory.resolve(), docs) + "/experiments.md",
+    )
+    (docs / "claims.md").write_text(text, encoding="utf-8")
+    written.append(docs / "claims.md")
+    print(f"lab techniques: wrote {len(written)} files from {run.run_id}")
+    return 0
 
 
 def _opt(args: argparse.Namespace, name: str, default: Any = None) -> Any:
@@ -61,7 +92,7 @@ def choose_scenarios(names: list[str], *, quick: bool) -> list[Scenario]:
         )
     if names:
         return [s for s in scenarios() if s.id in names]
-    return [s for s in scenarios() if s.quick or not quick]
+    return [s for s in scenarios() if not s.experiment_only and (s.quick or not quick)]
 
 
 def choose_targets(args: argparse.Namespace) -> list[Target]:
@@ -88,8 +119,10 @@ def default_run_dir(method: Method) -> Path:
 
 def bench(args: argparse.Namespace) -> int:
     argv = ["lab", *sys.argv[1:]] if Path(sys.argv[0]).name in {"lab", "cli.py"} else sys.argv
+    experiments = _opt(args, "experiments")
     method = method_for(
         quick=args.quick,
+        experiments=experiments is not None,
         duration_s=args.duration,
         warmup_s=_opt(args, "warmup"),
         repeats=args.repeat,
@@ -108,8 +141,20 @@ def bench(args: argparse.Namespace) -> int:
         )
     if method.repeats < 1:
         raise preflight.PreflightError("--repeat must be at least 1")
-    chosen = choose_scenarios(list(args.scenario), quick=args.quick)
-    targets = [t for t in choose_targets(args) if scenarios_for(t, chosen, method)]
+    if experiments is not None:
+        if args.framework or args.server or args.scenario or _opt(args, "target"):
+            raise preflight.PreflightError(
+                "--experiments declares its own pairs and scenarios (matrix.toml "
+                "[experiments.*]); name experiments instead"
+            )
+        try:
+            targets = experiment_targets(tuple(experiments))
+        except KeyError as exc:
+            raise preflight.PreflightError(str(exc.args[0])) from None
+        chosen = []
+    else:
+        chosen = choose_scenarios(list(args.scenario), quick=args.quick)
+        targets = [t for t in choose_targets(args) if scenarios_for(t, chosen, method)]
     if not targets:
         raise preflight.PreflightError("nothing to run: no target serves the chosen scenarios")
     groups = build_plan(targets, chosen, method)
@@ -132,7 +177,7 @@ def bench(args: argparse.Namespace) -> int:
     run = RunDir(Path(args.out) if args.out else default_run_dir(method))
     selection = {
         "targets": [t.id for t in targets],
-        "scenarios": [s.id for s in chosen],
+        "scenarios": sorted({c.scenario.id for g in groups for c in g.cells}),
         "cells": cells,
         "server_starts": len(groups),
     }

@@ -159,6 +159,8 @@ def wrk_env(scenario: Scenario, out: Path, *, seed: int) -> dict[str, str]:
         env["LAB_WRK_EXPECT_HEADER"] = f"{scenario.load.header[0]}: {scenario.load.header[1]}"
     if scenario.load.count_header:
         env["LAB_WRK_COUNT_HEADER"] = scenario.load.count_header
+    if scenario.load.revalidate:
+        env["LAB_WRK_REVALIDATE"] = "1"
     return env
 
 

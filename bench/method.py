@@ -17,7 +17,7 @@ __all__ = ["Method", "method_for"]
 
 @dataclass(frozen=True, slots=True)
 class Method:
-    mode: str  # quick | full
+    mode: str  # quick | full | experiments
     duration_s: float
     warmup_s: float
     concurrency: tuple[int, ...]
@@ -59,6 +59,7 @@ class Method:
 def method_for(
     *,
     quick: bool,
+    experiments: bool = False,
     duration_s: float | None = None,
     warmup_s: float | None = None,
     repeats: int | None = None,
@@ -69,11 +70,12 @@ def method_for(
     """The declared method for the mode, with the given overrides. Pinning is on only when
     asked for and the machine has the declared CPUs."""
     bench = matrix_table("bench")
-    mode = bench["quick" if quick else "full"]
+    mode_name = "experiments" if experiments else "quick" if quick else "full"
+    mode = bench[mode_name]
     server_cpus = tuple(int(c) for c in bench.get("server_cpus", (0,)))
     client_cpus = tuple(int(c) for c in bench.get("client_cpus", (1,)))
     method = Method(
-        mode="quick" if quick else "full",
+        mode=mode_name,
         duration_s=float(mode["duration_s"]),
         warmup_s=float(mode["warmup_s"]),
         concurrency=tuple(int(c) for c in mode["concurrency"]),

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.scenarios import Scenario
+from lab.scenarios import Scenario, scenario
 
 from .method import Method
 from .results import cell_id
@@ -64,7 +64,19 @@ def scenarios_for(
 ) -> list[Scenario]:
     if target.role == "floor":
         return [s for s in scenarios if s.id in method.floor_scenarios]
+    if target.experiment is not None and target.variant is not None:
+        wanted = target.experiment.scenarios_of(target.variant)
+        return [scenario(name) for name in wanted]
     return list(scenarios)
+
+
+def levels(target: Target, sc: Scenario, method: Method) -> tuple[int, ...]:
+    """Connection counts: the scenario's own, else the experiment's, else the run's."""
+    if sc.concurrency:
+        return sc.concurrency
+    if target.experiment is not None and target.experiment.concurrency:
+        return target.experiment.concurrency
+    return method.concurrency
 
 
 def build_plan(
@@ -81,7 +93,7 @@ def build_plan(
                 cells = tuple(
                     Cell(target, sc, conc, rnd)
                     for sc in chosen
-                    for conc in (sc.concurrency or method.concurrency)
+                    for conc in levels(target, sc, method)
                 )
                 env = tuple(sorted(chosen[0].env.items()))
                 groups.append(Group(rnd, target, env, cells))

@@ -31,6 +31,7 @@ from .method import Method
 from .monitor import TreeSampler, tree_affinity, wait_idle
 from .plan import Cell, Group
 from .preflight import ServiceUrls
+from .probe import Probe
 from .results import RunDir, stamp, write_json
 from .targets import Target, floor_of, floors
 
@@ -62,8 +63,11 @@ def target_json(target: Target, workers: int) -> dict[str, Any]:
         "kind": target.kind,
         "app": target.pair.framework.app,
         "floor_of": target.floor.floor_of if target.floor else None,
-        "workers": workers,
+        "workers": target.workers or workers,
         "floors": refs,
+        "experiment": target.experiment.name if target.experiment else None,
+        "variant": target.variant.name if target.variant else None,
+        "pair": target.pair.id,
     }
 
 
@@ -234,8 +238,8 @@ class Runner:
         target = group.target
         port = procs.free_port(HOST)
         argv = [
-            *self._taskset(self.method.server_cpus),
-            *target.pair.argv(host=HOST, port=port, workers=self.method.workers),
+            *self._taskset(target.server_cpus or self.method.server_cpus),
+            *target.pair.argv(host=HOST, port=port, workers=target.workers or self.method.workers),
         ]
         lab_env: dict[str, str] = {}
         if target.needs_services:
@@ -293,6 +297,12 @@ class Runner:
             cpus=tuple(self.method.client_cpus) if self.method.pin else None,
         )
 
+    def _probe(self, cell: Cell, server: Server) -> Probe | None:
+        exp = cell.target.experiment
+        if exp is None or exp.probe is None:
+            return None
+        return Probe(server.base_url, exp.probe, timeout_s=self.method.timeout_s)
+
     def _run_cell(self, cell: Cell, group: Group, server: Server) -> None:
         m = self.method
         started_at = now_iso()
@@ -309,7 +319,12 @@ class Runner:
             before = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
             self.ui.cell(cell, "measure", m.duration_s)
             sampler = TreeSampler(server.proc.pid) if server.proc is not None else None
-            with sampler if sampler is not None else contextlib.nullcontext():
+            probe = self._probe(cell, server)
+            with contextlib.ExitStack() as during:
+                if sampler is not None:
+                    during.enter_context(sampler)
+                if probe is not None:
+                    during.enter_context(probe)
                 run = self._load(cell, server, m.duration_s, "wrk")
             after = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
         except load.LoadError as exc:
@@ -379,6 +394,7 @@ class Runner:
                 "cpus": list(m.client_cpus) if m.pin else None,
             },
             "checks": checks_json,
+            "probe": None if probe is None else probe.to_json(),
         }
         self._write(cell, record)
 
@@ -403,7 +419,7 @@ class Runner:
         return {
             "argv": server.argv,
             "env": server.env,
-            "workers": self.method.workers,
+            "workers": group.target.workers or self.method.workers,
             "pid": server.proc.pid if server.proc else None,
             "ready_s": round(server.ready_s, 3),
             "affinity": server.affinity,

@@ -14,11 +14,12 @@ over plain data (cell records as written to disk), so they are tested without an
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["cell_failures", "latency_coverage", "median", "spread", "summarise"]
+__all__ = ["cell_failures", "latency_coverage", "median", "percentile", "spread", "summarise"]
 
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 CENSORED_BELOW = 0.5  # latency_coverage under this: the latency figures are censored
@@ -27,6 +28,12 @@ LATENCY_KEYS = ("p50", "p90", "p99", "p99_9", "max")
 
 def median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of already sorted values (at least one)."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return float(sorted_values[rank - 1])
 
 
 def spread(values: Sequence[float]) -> float | None:
@@ -135,6 +142,7 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         if c["load"].get("bytes_per_response") is not None
     ]
     target = first["target"]
+    probes = [c["probe"] for c in ok if c.get("probe") and c["probe"].get("latency_ms")]
     return {
         "key": f"{target['id']}__{first['scenario']['id']}__c{first['concurrency']}",
         "target": target["id"],
@@ -165,7 +173,30 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "rank": None,
         "floor_targets": dict(target.get("floors") or {}),
         "floors": {"server": None, "framework": None},
+        "experiment": target.get("experiment"),
+        "variant": target.get("variant"),
+        "pair": target.get("pair"),
+        "statuses": _summed(c["load"].get("statuses") for c in ok),
+        "header_counts": _summed(c["load"].get("header_counts") for c in ok),
+        "probe": None
+        if not probes
+        else {
+            "path": probes[0]["path"],
+            "p50_ms": median([float(p["latency_ms"]["p50"]) for p in probes]),
+            "p99_ms": median([float(p["latency_ms"]["p99"]) for p in probes]),
+            "requests": sum(int(p["requests"]) for p in probes),
+            "errors": sum(int(p["errors"]) for p in probes),
+        },
     }
+
+
+def _summed(tables: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
+    """Per-key totals of count tables (statuses, header values) over repeats."""
+    total: dict[str, int] = {}
+    for table in tables:
+        for key, count in (table or {}).items():
+            total[str(key)] = total.get(str(key), 0) + int(count)
+    return dict(sorted(total.items()))
 
 
 def _rank(rows: list[dict[str, Any]]) -> None:

@@ -11,9 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from lab import matrix
+from lab.experiments import Experiment, Variant
+from lab.experiments import experiment as find_experiment
+from lab.experiments import experiments as all_experiments
 from lab.scenarios import matrix_table
 
-__all__ = ["Floor", "Target", "floor_of", "floors", "select_targets"]
+__all__ = [
+    "Floor",
+    "Target",
+    "experiment_targets",
+    "floor_of",
+    "floors",
+    "select_targets",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +49,26 @@ class Target:
     """One app on one server: a pair of the matrix, or a floor."""
 
     pair: matrix.Pair
-    role: str  # "pair" | "floor"
+    role: str  # "pair" | "floor" | "variant" (of a technique experiment)
     floor: Floor | None = None
+    experiment: Experiment | None = None
+    variant: Variant | None = None
 
     @property
     def id(self) -> str:
+        if self.experiment is not None and self.variant is not None:
+            return f"{self.experiment.name}~{self.variant.name}"
         return self.pair.id
+
+    @property
+    def workers(self) -> int | None:
+        """The variant's worker count, or None for the run's."""
+        return self.variant.workers if self.variant is not None else None
+
+    @property
+    def server_cpus(self) -> tuple[int, ...]:
+        """The experiment's server CPUs, or () for the run's."""
+        return self.experiment.server_cpus if self.experiment is not None else ()
 
     @property
     def app_name(self) -> str:
@@ -67,7 +91,7 @@ class Target:
 
     @property
     def needs_services(self) -> bool:
-        return self.role == "pair"
+        return self.role in {"pair", "variant"}
 
 
 def floors() -> tuple[Floor, ...]:
@@ -127,3 +151,22 @@ def floor_of(target: Target, floor: Floor) -> bool:
     if floor.floor_of == "server":
         return floor.kind == target.kind
     return target.role == "pair" and floor.framework == target.framework
+
+
+def variant_target(exp: Experiment, variant: Variant) -> Target:
+    """A variant as a target: its pair's server with the variant's settings and template
+    values layered on the registry's, so it starts through the same command template."""
+    framework_name, _, server_name = (variant.pair or exp.pair).partition("-")
+    base = matrix.pair(framework_name, server_name)
+    srv = replace(
+        base.server,
+        env={**base.server.env, **variant.env},
+        vars={**base.server.vars, **variant.vars},
+    )
+    return Target(matrix.Pair(base.framework, srv), "variant", experiment=exp, variant=variant)
+
+
+def experiment_targets(names: tuple[str, ...] = ()) -> list[Target]:
+    """Every variant of the named experiments (all of them when none is named)."""
+    chosen = [find_experiment(n) for n in names] if names else list(all_experiments())
+    return [variant_target(exp, v) for exp in chosen for v in exp.variants]

@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--server", action="append", default=[])
     bench.add_argument("--scenario", action="append", default=[])
     bench.add_argument("--quick", action="store_true")
+    bench.add_argument(
+        "--experiments",
+        nargs="*",
+        metavar="NAME",
+        help="run the technique experiments (all, or those named) instead of the matrix",
+    )
     bench.add_argument("--repeat", type=int)
     bench.add_argument("--duration", type=float)
     bench.add_argument(
@@ -73,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="tables, plots and the HTML report from results")
     report.add_argument("dir")
+    techniques = sub.add_parser(
+        "techniques",
+        help="fill docs/techniques/*.md and docs/claims.md from an experiments run",
+    )
+    techniques.add_argument("dir", help="a run folder made by `lab bench --experiments`")
 
     compare = sub.add_parser(
         "compare",
@@ -112,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import upstream
 
         return upstream.command(args.host, args.port, fail_every=args.fail_every)
-    if args.command in {"bench", "report", "compare"}:
+    if args.command in {"bench", "report", "compare", "techniques"}:
         from bench import cli as bench_cli
 
         return int(bench_cli.command(args))

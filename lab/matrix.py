@@ -35,6 +35,7 @@ class Server:
     command: str
     env: dict[str, str] = field(default_factory=dict)
     kinds: dict[str, dict[str, str]] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)  # template values an experiment may change
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class Pair:
             "port": str(port),
             "workers": str(workers),
             "kind_flags": "",
+            **self.server.vars,
             **self.server.kinds.get(self.framework.kind, {}),
         }
         return shlex.split(self.server.command.format(**values))
@@ -87,6 +89,7 @@ def servers() -> tuple[Server, ...]:
             spec["command"],
             dict(spec.get("env", {})),
             {k: dict(v) for k, v in spec.get("kinds", {}).items()},
+            {k: str(v) for k, v in spec.get("vars", {}).items()},
         )
         for name, spec in _load()["servers"].items()
     )

@@ -45,6 +45,7 @@ class LoadCheck:
     body_contains: str | None = None
     header: tuple[str, str] | None = None  # (lower-case name, exact value)
     count_header: str | None = None  # lower-case name whose values are counted
+    revalidate: bool = False  # send If-None-Match with the last ETag seen (a caching client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Scenario:
     load: LoadCheck
     concurrency: tuple[int, ...] = ()  # replaces the run's concurrency levels when set
     prime: bool = False  # request every id in ``ids`` once before the cell (fills a cache)
+    experiment_only: bool = False  # run only as part of a technique experiment, not the matrix
 
     def paths(self) -> list[str]:
         """The path for every id of the range (for priming a cache)."""
@@ -116,7 +118,12 @@ def _load_check(spec: dict[str, Any]) -> LoadCheck:
         name, _, value = str(spec["header"]).partition(":")
         header = (name.strip().lower(), value.strip())
     count = spec.get("count_header")
-    return LoadCheck(spec.get("body_contains"), header, count.lower() if count else None)
+    return LoadCheck(
+        spec.get("body_contains"),
+        header,
+        count.lower() if count else None,
+        bool(spec.get("revalidate", False)),
+    )
 
 
 def _scenario(name: str, spec: dict[str, Any]) -> Scenario:
@@ -126,6 +133,12 @@ def _scenario(name: str, spec: dict[str, Any]) -> Scenario:
         raise ValueError(f"scenario {name}: a path with {ID_PLACEHOLDER} needs ids, and only then")
     if ids is not None and (len(ids) != 2 or int(ids[0]) > int(ids[1])):
         raise ValueError(f"scenario {name}: ids must be [low, high]")
+    revalidate = bool(spec.get("load", {}).get("revalidate", False))
+    if revalidate and ids is not None:
+        raise ValueError(
+            f"scenario {name}: revalidate needs one fixed path (wrk's response() "
+            "cannot tell which request a response answers)"
+        )
     if spec.get("prime") and (ids is None or int(ids[1]) - int(ids[0]) >= 10_000):
         raise ValueError(f"scenario {name}: prime needs ids, at most 10,000 of them")
     return Scenario(
@@ -143,6 +156,7 @@ def _scenario(name: str, spec: dict[str, Any]) -> Scenario:
         load=_load_check(spec.get("load", {})),
         concurrency=tuple(int(c) for c in spec.get("concurrency", ())),
         prime=bool(spec.get("prime", False)),
+        experiment_only=bool(spec.get("experiment_only", False)),
     )
 
 

@@ -14,6 +14,8 @@
 --   LAB_WRK_EXPECT_HEADER  "name: value" every response must carry (name case-insensitive)
 --   LAB_WRK_COUNT_HEADER   a header whose values are counted (e.g. x-cache: HIT/MISS)
 --   LAB_WRK_NO_RESPONSE    "1" removes response(): for measuring what the hook costs only
+--   LAB_WRK_REVALIDATE     "1": a caching client; after the first response with an ETag every
+--                          request carries If-None-Match with the last ETag seen (one fixed path)
 --
 -- A path without "{id}" leaves request() undefined, so wrk sends one pre-built request (its
 -- static fast path). Each thread is its own Lua state: per-thread counters are read back in
@@ -56,7 +58,26 @@ function init(args)
 
    local path = env("LAB_WRK_PATH", "/")
    local at = string.find(path, "{id}", 1, true)
-   if at ~= nil then
+   revalidate = env("LAB_WRK_REVALIDATE", "") == "1"
+   if revalidate then
+      -- Built once per new ETag, not per request: the request string is reused until the
+      -- server's representation (and so its ETag) changes.
+      wrk.path = path
+      local plain = wrk.format()
+      local built = plain
+      request = function()
+         if etag ~= built_for then
+            local headers = {}
+            for name, value in pairs(wrk.headers) do
+               headers[name] = value
+            end
+            headers["If-None-Match"] = etag
+            built = etag and wrk.format(nil, path, headers) or plain
+            built_for = etag
+         end
+         return built
+      end
+   elseif at ~= nil then
       local head = string.sub(path, 1, at - 1)
       local tail = string.sub(path, at + 4)
       local lo = tonumber(env("LAB_WRK_ID_MIN", "1"))
@@ -89,6 +110,13 @@ end
 function response(status, headers, body)
    responses = responses + 1
    statuses[status] = (statuses[status] or 0) + 1
+   if revalidate then
+      for name, value in pairs(headers) do
+         if string.lower(name) == "etag" then
+            etag = value
+         end
+      end
+   end
    if expect_body ~= nil and string.find(body, expect_body, 1, true) == nil then
       mismatches = mismatches + 1
    end

@@ -3,7 +3,8 @@
 - ``README.md``: markdown tables per scenario x concurrency (:mod:`.tables`), with plots;
 - ``plots/*.png`` and ``plots/*.svg`` (:mod:`.plots`);
 - ``picker.md``: "which framework should I pick?" by workload profile (:mod:`.picker`);
-- ``report.html``: one self-contained page with all of it (:mod:`.html`).
+- ``report.html``: one self-contained page with all of it (:mod:`.html`);
+- ``experiments.md``: the technique experiments, when the run has them (:mod:`.experiments`).
 
 ``lab compare OLD NEW`` is :mod:`.compare`.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import html, picker, plots, tables
+from . import experiments, html, picker, plots, tables
 from ._data import Run, load
 
 __all__ = ["Run", "load", "write_report"]
@@ -48,4 +49,6 @@ def write_report(run: Run, *, with_plots: bool = True) -> list[Path]:
         written.append(out / name)
     for p in drawn:
         written += [out / "plots" / f"{p.name}.png", out / "plots" / f"{p.name}.svg"]
+    if with_plots:
+        written += experiments.write_run_section(run)
     return written
