@@ -39,5 +39,9 @@ def if_none_match(header: str | None, etag: str) -> bool:
     return opaque[1:-1] in tags
 
 
-def cache_headers(etag: str, ttl_s: int, x_cache: str) -> dict[str, str]:
-    return {"ETag": etag, "Cache-Control": f"public, max-age={ttl_s}", "X-Cache": x_cache}
+def cache_headers(etag: str | None, ttl_s: int, x_cache: str) -> dict[str, str]:
+    """``etag`` None: no validator (``LAB_HTTP_CACHE=off``)."""
+    headers = {"Cache-Control": f"public, max-age={ttl_s}", "X-Cache": x_cache}
+    if etag is not None:
+        headers["ETag"] = etag
+    return headers

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
-import orjson
+
+from .jsoncodec import ENCODERS
+from .settings import switch_from_env
 
 __all__ = [
     "CATEGORIES",
@@ -86,9 +89,9 @@ def item_dict(row: Row) -> dict[str, Any]:
     }
 
 
-def dump(value: Any) -> bytes:
-    """JSON as the lab serves it: orjson, datetimes in UTC ending in ``Z``."""
-    return orjson.dumps(value, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+# JSON as the lab serves it, datetimes in UTC ending in ``Z``: the one encoder of every body
+# the domain writes, chosen once per process by LAB_JSON_CODEC (SPEC §6; orjson by default).
+dump: Callable[[Any], bytes] = ENCODERS[switch_from_env("LAB_JSON_CODEC")]
 
 
 def iso_z(value: datetime) -> str:

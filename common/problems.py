@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-import orjson
+from .items import dump
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -89,7 +89,7 @@ class Problem(Exception):
         return body
 
     def body(self) -> bytes:
-        return orjson.dumps(self.as_dict())
+        return dump(self.as_dict())
 
 
 def validation(*errors: FieldError, detail: str | None = None) -> Problem:

@@ -30,6 +30,7 @@ __all__ = [
     "stream_media_type",
     "task_accepted_reply",
     "task_reply",
+    "whole_stream_reply",
 ]
 
 
@@ -39,12 +40,17 @@ def item_reply(row: Row | None) -> Reply:
     return Reply(dump(item_dict(row)))
 
 
-def page_reply(rows: Sequence[Row], limit: int, category: str | None) -> Reply:
-    """Rows were fetched with ``limit + 1`` so the extra row tells whether a next page exists."""
+def page_reply(
+    rows: Sequence[Row], limit: int, category: str | None, *, offset: int | None = None
+) -> Reply:
+    """Rows were fetched with ``limit + 1`` so the extra row tells whether a next page exists.
+    ``offset``: the page was read with ``OFFSET offset`` (``LAB_PAGINATION=offset``), so the
+    next page starts ``limit`` rows further on instead of after the last id."""
     page = rows[:limit]
     next_url = None
     if len(rows) > limit:
-        query: dict[str, Any] = {"limit": limit, "after": page[-1][0]}
+        after = page[-1][0] if offset is None else offset + limit
+        query: dict[str, Any] = {"limit": limit, "after": after}
         if category is not None:
             query["category"] = category
         next_url = "/items?" + urlencode(query)
@@ -56,7 +62,18 @@ def batch_reply(rows: Iterable[Row], ids: Sequence[int]) -> Reply:
     return Reply(dump({"items": [item_dict(by_id[i]) for i in ids if i in by_id]}))
 
 
-def cached_item_reply(body: bytes, *, ttl_s: int, x_cache: str, if_none_match: str | None) -> Reply:
+def cached_item_reply(
+    body: bytes,
+    *,
+    ttl_s: int,
+    x_cache: str,
+    if_none_match: str | None,
+    validators: bool = True,
+) -> Reply:
+    """``validators=False`` (``LAB_HTTP_CACHE=off``): no ETag and If-None-Match ignored, what
+    an app without validators does; Cache-Control stays."""
+    if not validators:
+        return Reply(body, headers=httpcache.cache_headers(None, ttl_s, x_cache))
     etag = httpcache.etag_for(body)
     headers = httpcache.cache_headers(etag, ttl_s, x_cache)
     if httpcache.if_none_match(if_none_match, etag):
@@ -93,6 +110,15 @@ def stream_media_type(accept: str | None) -> str:
     if chosen is None:
         raise not_acceptable(formats.STREAM_TYPES)
     return chosen
+
+
+def whole_stream_reply(rows: Sequence[Row], fmt: formats.StreamFormat) -> Reply:
+    """``LAB_STREAMING=off``: the bytes ``/stream/items`` streams, built whole in memory and
+    sent with a Content-Length (one batch frames exactly as many do)."""
+    body = fmt.head() + fmt.batch([item_dict(r) for r in rows]) + fmt.tail()
+    return Reply(
+        body, media_type=formats.content_type_header(fmt.media_type), headers={"Vary": "Accept"}
+    )
 
 
 def aggregate_reply(outcomes: Sequence[dict[str, Any] | str], started: float) -> Reply:

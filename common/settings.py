@@ -10,10 +10,40 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["RateLimit", "Settings", "SettingsError", "get_settings"]
+__all__ = [
+    "SWITCHES",
+    "RateLimit",
+    "Settings",
+    "SettingsError",
+    "check_framework",
+    "get_settings",
+    "switch_from_env",
+]
+
+# The experiment switches (SPEC §6): variable → allowed values, the first being the default
+# (today's behaviour). Each changes how one technique is done, never the routes served.
+SWITCHES: dict[str, tuple[str, ...]] = {
+    "LAB_JSON_CODEC": ("orjson", "stdlib"),
+    "LAB_DB_POOL": ("pool", "connect"),
+    "LAB_CACHE": ("redis", "none", "local"),
+    "LAB_HTTP_CACHE": ("on", "off"),
+    "LAB_BATCH_QUERY": ("batched", "n_plus_one"),
+    "LAB_PAGINATION": ("keyset", "offset"),
+    "LAB_STREAMING": ("on", "off"),
+    "LAB_UPSTREAM_CLIENT": ("async", "blocking"),
+    "LAB_HANDLERS": ("async", "sync"),
+    "LAB_LIMITER": ("redis", "off"),
+}
+# Switch values only some frameworks implement; any other framework refuses to start with
+# them (a switch silently ignored would make an experiment measure nothing).
+_ONLY_FOR: dict[tuple[str, str], frozenset[str]] = {
+    ("LAB_UPSTREAM_CLIENT", "blocking"): frozenset({"fastapi", "litestar", "aiohttp"}),
+    ("LAB_HANDLERS", "sync"): frozenset({"fastapi"}),
+}
 
 
 class SettingsError(ValueError):
@@ -51,6 +81,18 @@ class Settings:
     gzip_level: int = 6
     br_level: int = 4
     zstd_level: int = 3
+    # Experiment switches (SPEC §6); the defaults are the contract's own behaviour.
+    json_codec: str = "orjson"  # orjson | stdlib
+    db_pool: str = "pool"  # pool | connect
+    cache: str = "redis"  # redis | none | local
+    local_cache_size: int = 10_000
+    http_cache: bool = True
+    batch_query: str = "batched"  # batched | n_plus_one
+    pagination: str = "keyset"  # keyset | offset
+    streaming: bool = True
+    upstream_client: str = "async"  # async | blocking
+    handlers: str = "async"  # async | sync
+    limiter: str = "redis"  # redis | off
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +110,9 @@ class Settings:
                 raise SettingsError(f"{name} must be in {lo}..{hi}, got {value}")
             return value
 
+        def switch(name: str) -> str:
+            return switch_from_env(name, e)
+
         executor = e.get("LAB_CPU_EXECUTOR", "thread")
         if executor not in {"thread", "process", "inline"}:
             raise SettingsError(f"LAB_CPU_EXECUTOR must be thread|process|inline, got {executor!r}")
@@ -82,6 +127,12 @@ class Settings:
                 raise SettingsError(
                     f"LAB_TRUSTED_PROXIES entries must be IP addresses or CIDRs, got {proxy!r}"
                 ) from None
+        handlers, upstream_client = switch("LAB_HANDLERS"), switch("LAB_UPSTREAM_CLIENT")
+        if handlers == "sync" and upstream_client == "blocking":
+            raise SettingsError(
+                "LAB_HANDLERS=sync and LAB_UPSTREAM_CLIENT=blocking both change GET /aggregate;"
+                " measure one at a time"
+            )
         return cls(
             database_url=e.get("LAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             redis_url=e.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -99,7 +150,39 @@ class Settings:
             gzip_level=num("LAB_GZIP_LEVEL", 6, 1, 9),
             br_level=num("LAB_BR_LEVEL", 4, 0, 11),
             zstd_level=num("LAB_ZSTD_LEVEL", 3, 1, 22),
+            json_codec=switch("LAB_JSON_CODEC"),
+            db_pool=switch("LAB_DB_POOL"),
+            cache=switch("LAB_CACHE"),
+            local_cache_size=num("LAB_LOCAL_CACHE_SIZE", 10_000, 1, 10_000_000),
+            http_cache=switch("LAB_HTTP_CACHE") == "on",
+            batch_query=switch("LAB_BATCH_QUERY"),
+            pagination=switch("LAB_PAGINATION"),
+            streaming=switch("LAB_STREAMING") == "on",
+            upstream_client=upstream_client,
+            handlers=handlers,
+            limiter=switch("LAB_LIMITER"),
         )
+
+
+def switch_from_env(name: str, env: Mapping[str, str] | None = None) -> str:
+    """One switch's value (default when unset or empty), validated."""
+    allowed = SWITCHES[name]
+    value = (os.environ if env is None else env).get(name) or allowed[0]
+    if value not in allowed:
+        raise SettingsError(f"{name} must be {'|'.join(allowed)}, got {value!r}")
+    return value
+
+
+def check_framework(settings: Settings, framework: str) -> Settings:
+    """Refuse a switch value ``framework`` does not implement (SPEC §6); adapters call this
+    at start-up, so the server stops with the reason instead of ignoring the switch."""
+    chosen = {"LAB_UPSTREAM_CLIENT": settings.upstream_client, "LAB_HANDLERS": settings.handlers}
+    for (name, value), frameworks in _ONLY_FOR.items():
+        if chosen[name] == value and framework not in frameworks:
+            raise SettingsError(
+                f"{name}={value} applies only to {', '.join(sorted(frameworks))}, not {framework}"
+            )
+    return settings
 
 
 @cache

@@ -15,8 +15,25 @@ ITEMS_PAGE = f"SELECT {_ITEM} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
 ITEMS_PAGE_IN_CATEGORY = (
     f"SELECT {_ITEM} FROM items WHERE id > $1 AND category = $3 ORDER BY id LIMIT $2"
 )
+# LAB_PAGINATION=offset (SPEC §6): the same arguments ($1 = after, $2 = limit + 1, $3 =
+# category) read as a row offset. PostgreSQL still reads and discards every skipped row,
+# which is the cost the keyset-vs-offset experiment measures.
+ITEMS_PAGE_OFFSET = f"SELECT {_ITEM} FROM items ORDER BY id LIMIT $2 OFFSET $1"
+ITEMS_PAGE_OFFSET_IN_CATEGORY = (
+    f"SELECT {_ITEM} FROM items WHERE category = $3 ORDER BY id LIMIT $2 OFFSET $1"
+)
 ITEMS_BATCH = f"SELECT {_ITEM} FROM items WHERE id = ANY($1::int[])"
 ITEMS_FIRST = f"SELECT {_ITEM} FROM items WHERE id <= $1 ORDER BY id"
+
+
+def page_statement(offset: bool, category: str | None) -> str:
+    """The ``GET /items`` statement for the paging mode; its arguments are always
+    ``(after, limit + 1[, category])``."""
+    if offset:
+        return ITEMS_PAGE_OFFSET if category is None else ITEMS_PAGE_OFFSET_IN_CATEGORY
+    return ITEMS_PAGE if category is None else ITEMS_PAGE_IN_CATEGORY
+
+
 ITEM_INSERT = (
     "INSERT INTO items (name, category, price, description, created_at) "
     f"VALUES ($1, $2, $3, '', now()) RETURNING {_ITEM}"
@@ -36,8 +53,8 @@ _DOLLAR = re.compile(r"\$(\d+)")
 
 def psycopg_style(statement: str) -> str:
     """``$1`` → ``%s`` in order; the lab's statements use each placeholder once, ascending,
-    except ITEMS_PAGE_IN_CATEGORY, whose $3 follows $1 and precedes $2: callers of the sync
-    twin pass parameters in the order :func:`placeholder_order` gives."""
+    except the paging statements (``$3 … $2``, ``$2 … $1``): callers of the sync twin pass
+    parameters in the order :func:`placeholder_order` gives."""
     return _DOLLAR.sub("%s", statement.replace("%", "%%"))
 
 

@@ -1,5 +1,7 @@
 """One lifecycle for every I/O resource a worker holds: the PostgreSQL pool, the Redis
-client, the pooled HTTP client for fan-out, and the CPU executor.
+client, the pooled HTTP client for fan-out, and the CPU executor (and, as experiment
+switches ask, SPEC §6: a connection per use instead of the pool, an in-process cache, a
+blocking HTTP client).
 
 Frameworks enter :func:`open_resources` in their own lifespan hook (FastAPI ``lifespan``,
 Litestar ``lifespan``, aiohttp ``cleanup_ctx``), once per worker process.
@@ -13,9 +15,11 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import asyncpg
+import httpx
 import redis.asyncio as aioredis
 from redis.asyncio.client import Redis
 from redis.asyncio.retry import Retry
@@ -23,21 +27,65 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from .. import cpu, ratelimit
+from ..localcache import LocalCache
 from ..settings import Settings
 
 log = logging.getLogger("lab")
 
-__all__ = ["Resources", "open_resources"]
+__all__ = ["Connect", "Resources", "open_resources"]
+
+
+class Connect:
+    """``LAB_DB_POOL=connect``: the part of ``asyncpg.Pool`` the service uses, except that
+    every use opens a fresh connection and closes it afterwards, as an app without a pool
+    does (connection set-up, authentication and teardown on every request)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._dsn = settings.database_url
+        self._timeout = settings.db_timeout_s
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(
+            self._dsn, timeout=self._timeout, command_timeout=self._timeout
+        )
+        try:
+            yield conn
+        finally:
+            try:
+                await conn.close(timeout=self._timeout)
+            except BaseException:
+                conn.terminate()  # cancelled or the server went away: drop the socket
+                raise
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(  # asyncpg.Pool.fetchval's signature, timeout included
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, timeout=timeout)
 
 
 @dataclass(slots=True)
 class Resources:
     settings: Settings
-    db: asyncpg.Pool
+    db: asyncpg.Pool | Connect
     redis: Redis
     http: aiohttp.ClientSession
     cpu: Executor | None
     ratelimit_script: AsyncScript
+    local_cache: LocalCache | None = None  # LAB_CACHE=local
+    blocking_http: httpx.Client | None = None  # LAB_UPSTREAM_CLIENT=blocking
 
 
 async def _warm(pool: asyncpg.Pool, size: int) -> None:
@@ -56,6 +104,10 @@ async def _warm(pool: asyncpg.Pool, size: int) -> None:
 
 @contextlib.asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    if settings.db_pool == "connect":
+        async with _open_resources(settings, Connect(settings)) as resources:
+            yield resources
+        return
     # min_size=0: creating the pool never fails because PostgreSQL is down; _warm fills it.
     pool = await asyncpg.create_pool(
         settings.database_url,
@@ -67,6 +119,20 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     )
     assert pool is not None
     await _warm(pool, settings.db_pool_size)
+    try:
+        async with _open_resources(settings, pool) as resources:
+            yield resources
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=5)
+        except (TimeoutError, OSError):
+            pool.terminate()
+
+
+@contextlib.asynccontextmanager
+async def _open_resources(
+    settings: Settings, db: asyncpg.Pool | Connect
+) -> AsyncIterator[Resources]:
     # Short socket timeouts and no retries: a dead Redis must degrade the request (BYPASS,
     # fail-open) quickly rather than hold it (SPEC §3.6, §3.7).
     redis_client: Redis = aioredis.from_url(
@@ -80,22 +146,32 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
         raise_for_status=False,
     )
+    # The experiment's blocking client: one pooled connection, as the calls go one at a time.
+    blocking_http = (
+        httpx.Client(
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=settings.upstream_timeout_ms / 1000,
+            trust_env=False,  # the upstream is the lab's own: no proxies from the environment
+        )
+        if settings.upstream_client == "blocking"
+        else None
+    )
     executor = cpu.executor(settings)
     try:
         yield Resources(
             settings=settings,
-            db=pool,
+            db=db,
             redis=redis_client,
             http=http,
             cpu=executor,
             ratelimit_script=redis_client.register_script(ratelimit.LUA_SOURCE),
+            local_cache=LocalCache.for_settings(settings),
+            blocking_http=blocking_http,
         )
     finally:
         await http.close()
+        if blocking_http is not None:
+            blocking_http.close()
         await redis_client.aclose()
-        try:
-            await asyncio.wait_for(pool.close(), timeout=5)
-        except (TimeoutError, OSError):
-            pool.terminate()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import httpx
 import orjson
 import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
@@ -26,6 +27,7 @@ from .. import formats, keys, ratelimit, replies, sql, techempower
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
 from ..problems import Problem, backend_unavailable
 from ..reply import Reply, StreamReply
+from ..upstream import upstream_call
 from .resources import Resources
 
 log = logging.getLogger("lab")
@@ -56,7 +58,7 @@ def database() -> Iterator[None]:
 # -- TechEmpower group (SPEC §3.1) ------------------------------------------------------
 
 
-async def _world(conn: asyncpg.Pool | PoolConnectionProxy, world_id: int) -> asyncpg.Record:
+async def _world(conn: PoolConnectionProxy | asyncpg.Connection, world_id: int) -> asyncpg.Record:
     row = await conn.fetchrow(sql.WORLD_BY_ID, world_id)
     assert row is not None, "world ids 1..10000 are all seeded"
     return row
@@ -64,7 +66,8 @@ async def _world(conn: asyncpg.Pool | PoolConnectionProxy, world_id: int) -> asy
 
 async def db(res: Resources) -> Reply:
     with database():
-        row = await _world(res.db, techempower.random_number())
+        row = await res.db.fetchrow(sql.WORLD_BY_ID, techempower.random_number())
+    assert row is not None, "world ids 1..10000 are all seeded"
     return replies.json_reply(techempower.world_dict(row))
 
 
@@ -110,33 +113,58 @@ async def get_item(res: Resources, item_id: int) -> Reply:
 
 
 async def list_items(res: Resources, limit: int, after: int, category: str | None) -> Reply:
+    """Keyset paging, or ``after`` as a row offset under ``LAB_PAGINATION=offset``."""
+    offset = res.settings.pagination == "offset"
+    args = (after, limit + 1) if category is None else (after, limit + 1, category)
     with database():
-        if category is None:
-            rows = await res.db.fetch(sql.ITEMS_PAGE, after, limit + 1)
-        else:
-            rows = await res.db.fetch(sql.ITEMS_PAGE_IN_CATEGORY, after, limit + 1, category)
-    return replies.page_reply(rows, limit, category)
+        rows = await res.db.fetch(sql.page_statement(offset, category), *args)
+    return replies.page_reply(rows, limit, category, offset=after if offset else None)
 
 
 async def batch_items(res: Resources, ids: list[int]) -> Reply:
+    """One ``= ANY($1)`` query, or under ``LAB_BATCH_QUERY=n_plus_one`` one query per
+    distinct id, in sequence on one connection: the N+1 pattern."""
     with database():
-        rows = await res.db.fetch(sql.ITEMS_BATCH, ids)
+        if res.settings.batch_query == "batched":
+            rows = await res.db.fetch(sql.ITEMS_BATCH, ids)
+        else:
+            async with res.db.acquire() as conn:
+                fetched = [await conn.fetchrow(sql.ITEM_BY_ID, i) for i in dict.fromkeys(ids)]
+            rows = [r for r in fetched if r is not None]
     return replies.batch_reply(rows, ids)
 
 
 async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Reply:
-    """Cache-aside: Redis first, PostgreSQL on a miss; Redis down → BYPASS (SPEC §3.6)."""
-    ttl = res.settings.cache_ttl_s
+    """Cache-aside: Redis first, PostgreSQL on a miss; Redis down → BYPASS (SPEC §3.6).
+    ``LAB_CACHE=none`` reads PostgreSQL every time (BYPASS); ``local`` asks the worker's own
+    cache before Redis (SPEC §6)."""
+    settings = res.settings
+    ttl = settings.cache_ttl_s
     key = keys.item_key(item_id)
-    redis_ok = True
-    try:
-        body: bytes | None = await res.redis.get(key)  # type: ignore[assignment]  # bytes: no decode_responses
-    except REDIS_DOWN:
-        body, redis_ok = None, False
-    if body is not None:
+    local = res.local_cache
+
+    def reply(body: bytes, x_cache: str) -> Reply:
         return replies.cached_item_reply(
-            body, ttl_s=ttl, x_cache="HIT", if_none_match=if_none_match
+            body,
+            ttl_s=ttl,
+            x_cache=x_cache,
+            if_none_match=if_none_match,
+            validators=settings.http_cache,
         )
+
+    body: bytes | None = None
+    redis_ok = settings.cache != "none"
+    if local is not None and (body := local.get(key)) is not None:
+        return reply(body, "HIT")
+    if redis_ok:
+        try:
+            body = await res.redis.get(key)  # type: ignore[assignment]  # bytes: no decode_responses
+        except REDIS_DOWN:
+            redis_ok = False
+    if body is not None:
+        if local is not None:
+            local.put(key, body)
+        return reply(body, "HIT")
     with database():
         row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
     body = replies.item_body(row)
@@ -147,9 +175,9 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
             await res.redis.set(key, body, ex=ttl)
         except REDIS_DOWN:
             redis_ok = False
-    return replies.cached_item_reply(
-        body, ttl_s=ttl, x_cache="MISS" if redis_ok else "BYPASS", if_none_match=if_none_match
-    )
+    if local is not None and redis_ok:
+        local.put(key, body)
+    return reply(body, "MISS" if redis_ok else "BYPASS")
 
 
 async def report(res: Resources, rows: int) -> Reply:
@@ -175,10 +203,14 @@ async def create_item(res: Resources, item: ItemIn) -> Reply:
 # -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
 
 
-async def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
+async def stream_items(res: Resources, count: int, accept: str | None) -> Reply | StreamReply:
     """Negotiate (406) and check PostgreSQL (503) now: once the head is sent, an error can only
     cut the stream short. Rows are then fetched lazily while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
+    if not res.settings.streaming:  # LAB_STREAMING=off: every row, the whole body at once
+        with database():
+            rows = await res.db.fetch(sql.ITEMS_FIRST, count)
+        return replies.whole_stream_reply(rows, fmt)
     # A probe rather than holding a connection from here: a generator that is never started
     # (client gone before the body) would never release it.
     with database():
@@ -223,6 +255,8 @@ async def _events(count: int, interval_ms: int) -> AsyncIterator[bytes]:
 
 
 async def limited(res: Resources, client: str) -> Reply:
+    if res.settings.limiter == "off":  # LAB_LIMITER=off: the route without its limiter
+        return Reply(b'{"status":"ok"}')
     rl = res.settings.rate_limit
     try:
         count, ttl_ms = await res.ratelimit_script(
@@ -245,6 +279,8 @@ async def limited(res: Resources, client: str) -> Reply:
 
 
 async def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
+    if res.blocking_http is not None:
+        return _aggregate_blocking(res, res.blocking_http, n, delay_ms)
     started = time.perf_counter()
     timeout = aiohttp.ClientTimeout(total=res.settings.upstream_timeout_ms / 1000)
     url = res.settings.upstream_url + "/work"
@@ -264,6 +300,17 @@ async def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
             return "connection"
 
     outcomes = await asyncio.gather(*(call(i) for i in range(n)))
+    return replies.aggregate_reply(outcomes, started)
+
+
+def _aggregate_blocking(res: Resources, http: httpx.Client, n: int, delay_ms: int) -> Reply:
+    """``LAB_UPSTREAM_CLIENT=blocking``: the classic mistake, kept on purpose. A synchronous
+    client called from the async handler makes the n calls one after another, and while each
+    waits the event loop is stalled: no other request of this worker moves meanwhile."""
+    started = time.perf_counter()
+    timeout = httpx.Timeout(res.settings.upstream_timeout_ms / 1000)
+    url = res.settings.upstream_url + "/work"
+    outcomes = [upstream_call(http, url, i, delay_ms, timeout) for i in range(n)]
     return replies.aggregate_reply(outcomes, started)
 
 

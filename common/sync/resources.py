@@ -14,8 +14,10 @@ import math
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import psycopg
 import redis
 from psycopg import Connection
 from psycopg.rows import TupleRow
@@ -26,11 +28,12 @@ from redis.retry import Retry
 
 from .. import cpu, ratelimit
 from ..items import FANOUT_MAX
+from ..localcache import LocalCache
 from ..settings import Settings
 
 log = logging.getLogger("lab")
 
-__all__ = ["MAX_REQUEST_THREADS", "Resources", "open_resources"]
+__all__ = ["MAX_REQUEST_THREADS", "Connect", "Resources", "open_resources"]
 
 # The most request threads any WSGI server of lab/matrix.toml runs in one process:
 # gunicorn gthread ``--threads 8``, granian ``--blocking-threads 8``; the sync worker runs 1.
@@ -40,16 +43,46 @@ BACKGROUND_TASK_THREADS = 2
 Pool = ConnectionPool[Connection[TupleRow]]
 
 
+def _connection_kwargs(settings: Settings) -> dict[str, Any]:
+    # Every statement but the streaming cursor's runs alone: autocommit spares the
+    # BEGIN/COMMIT round trips. UTC so timestamptz values load as UTC datetimes, which
+    # ``common.items.dump`` writes with ``Z`` (asyncpg always returns UTC).
+    return {
+        "autocommit": True,
+        "options": "-c TimeZone=UTC",
+        "connect_timeout": max(2, math.ceil(settings.db_timeout_s)),  # libpq's minimum
+    }
+
+
+class Connect:
+    """``LAB_DB_POOL=connect``: ``ConnectionPool.connection()`` as the service uses it, except
+    that every use opens a fresh connection and closes it afterwards, as an app without a
+    pool does (connection set-up, authentication and teardown on every request)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.database_url
+        self._kwargs = _connection_kwargs(settings)
+
+    @contextlib.contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Connection[TupleRow]]:
+        kwargs = self._kwargs
+        if timeout is not None:  # the pool's wait for a connection, here the connect itself
+            kwargs = {**kwargs, "connect_timeout": max(2, math.ceil(timeout))}
+        with psycopg.connect(self._url, **kwargs) as conn:  # closed on leaving
+            yield conn
+
+
 @dataclass(slots=True)
 class Resources:
     settings: Settings
-    db: Pool
+    db: Pool | Connect
     redis: redis.Redis
     http: httpx.Client
     fanout: ThreadPoolExecutor
     cpu: Executor | None
     ratelimit_script: Script
     tasks: ThreadPoolExecutor  # runs accepted tasks after the reply (SPEC §3.15)
+    local_cache: LocalCache | None = None  # LAB_CACHE=local
 
 
 def _warm(pool: Pool, size: int) -> None:
@@ -86,19 +119,16 @@ def open_resources(
 ) -> Iterator[Resources]:
     """``threads``: how many requests this process serves at once (the WSGI server's
     ``wsgi.multithread`` tells the adapter whether that is 1); it sizes the pool."""
+    if settings.db_pool == "connect":
+        with _open_resources(settings, Connect(settings)) as resources:
+            yield resources
+        return
     min_size, max_size = pool_size(settings, threads)
     pool: Pool = ConnectionPool(
         settings.database_url,
         min_size=min_size,
         max_size=max_size,
-        # Every statement but the streaming cursor's runs alone: autocommit spares the
-        # BEGIN/COMMIT round trips. UTC so timestamptz values load as UTC datetimes, which
-        # ``common.items.dump`` writes with ``Z`` (asyncpg always returns UTC).
-        kwargs={
-            "autocommit": True,
-            "options": "-c TimeZone=UTC",
-            "connect_timeout": max(2, math.ceil(settings.db_timeout_s)),  # libpq's minimum
-        },
+        kwargs=_connection_kwargs(settings),
         timeout=settings.db_timeout_s,  # wait for a free connection
         max_idle=300,
         # psycopg_pool retries a failed connection with a doubling delay until it gives up
@@ -111,6 +141,15 @@ def open_resources(
     # Opening never fails because PostgreSQL is down; the pool keeps reconnecting.
     pool.open(wait=False)
     _warm(pool, min_size)
+    try:
+        with _open_resources(settings, pool) as resources:
+            yield resources
+    finally:
+        pool.close(timeout=5)
+
+
+@contextlib.contextmanager
+def _open_resources(settings: Settings, db: Pool | Connect) -> Iterator[Resources]:
     # Short socket timeouts and no retries: a dead Redis must degrade the request (BYPASS,
     # fail-open) quickly rather than hold it (SPEC §3.6, §3.7).
     redis_client = redis.Redis.from_url(
@@ -133,13 +172,14 @@ def open_resources(
     try:
         yield Resources(
             settings=settings,
-            db=pool,
+            db=db,
             redis=redis_client,
             http=http,
             fanout=fanout,
             cpu=executor,
             ratelimit_script=redis_client.register_script(ratelimit.LUA_SOURCE),
             tasks=tasks,
+            local_cache=LocalCache.for_settings(settings),
         )
     finally:
         # Running tasks finish (they still need Redis and the CPU executor, closed below);
@@ -149,6 +189,5 @@ def open_resources(
         fanout.shutdown(wait=False, cancel_futures=True)
         http.close()
         redis_client.close()
-        pool.close(timeout=5)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
-import orjson
 import psycopg
 import redis.exceptions
 from psycopg.rows import TupleRow
@@ -28,6 +27,7 @@ from .. import formats, keys, ratelimit, replies, sql, techempower
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
 from ..problems import Problem, backend_unavailable
 from ..reply import Reply, StreamReply
+from ..upstream import upstream_call
 from .resources import Resources
 
 log = logging.getLogger("lab")
@@ -73,8 +73,16 @@ WORLD_BY_ID = Statement(sql.WORLD_BY_ID)
 WORLD_UPDATE = Statement(sql.WORLD_UPDATE)
 FORTUNES = Statement(sql.FORTUNES)
 ITEM_BY_ID = Statement(sql.ITEM_BY_ID)
-ITEMS_PAGE = Statement(sql.ITEMS_PAGE)
-ITEMS_PAGE_IN_CATEGORY = Statement(sql.ITEMS_PAGE_IN_CATEGORY)
+# GET /items: keyed by the text sql.page_statement picks for the paging mode.
+PAGE_STATEMENTS = {
+    text: Statement(text)
+    for text in (
+        sql.ITEMS_PAGE,
+        sql.ITEMS_PAGE_IN_CATEGORY,
+        sql.ITEMS_PAGE_OFFSET,
+        sql.ITEMS_PAGE_OFFSET_IN_CATEGORY,
+    )
+}
 ITEMS_BATCH = Statement(sql.ITEMS_BATCH)
 ITEMS_FIRST = Statement(sql.ITEMS_FIRST)
 ITEM_INSERT = Statement(sql.ITEM_INSERT)
@@ -152,33 +160,60 @@ def get_item(res: Resources, item_id: int) -> Reply:
 
 
 def list_items(res: Resources, limit: int, after: int, category: str | None) -> Reply:
+    """Keyset paging, or ``after`` as a row offset under ``LAB_PAGINATION=offset``."""
+    offset = res.settings.pagination == "offset"
+    args = (after, limit + 1) if category is None else (after, limit + 1, category)
     with database():
-        if category is None:
-            rows = _fetch(res, ITEMS_PAGE, after, limit + 1)
-        else:
-            rows = _fetch(res, ITEMS_PAGE_IN_CATEGORY, after, limit + 1, category)
-    return replies.page_reply(rows, limit, category)
+        rows = _fetch(res, PAGE_STATEMENTS[sql.page_statement(offset, category)], *args)
+    return replies.page_reply(rows, limit, category, offset=after if offset else None)
 
 
 def batch_items(res: Resources, ids: list[int]) -> Reply:
+    """One ``= ANY($1)`` query, or under ``LAB_BATCH_QUERY=n_plus_one`` one query per
+    distinct id, in sequence on one connection: the N+1 pattern."""
     with database():
-        rows = _fetch(res, ITEMS_BATCH, ids)
+        if res.settings.batch_query == "batched":
+            rows = _fetch(res, ITEMS_BATCH, ids)
+        else:
+            with res.db.connection() as conn, conn.cursor() as cur:
+                fetched = [
+                    cur.execute(ITEM_BY_ID.text, (i,)).fetchone() for i in dict.fromkeys(ids)
+                ]
+            rows = [r for r in fetched if r is not None]
     return replies.batch_reply(rows, ids)
 
 
 def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Reply:
-    """Cache-aside: Redis first, PostgreSQL on a miss; Redis down → BYPASS (SPEC §3.6)."""
-    ttl = res.settings.cache_ttl_s
+    """Cache-aside: Redis first, PostgreSQL on a miss; Redis down → BYPASS (SPEC §3.6).
+    ``LAB_CACHE=none`` reads PostgreSQL every time (BYPASS); ``local`` asks the worker's own
+    cache before Redis (SPEC §6)."""
+    settings = res.settings
+    ttl = settings.cache_ttl_s
     key = keys.item_key(item_id)
-    redis_ok = True
-    try:
-        cached = res.redis.get(key)
-    except REDIS_DOWN:
-        cached, redis_ok = None, False
-    if isinstance(cached, bytes):
+    local = res.local_cache
+
+    def reply(body: bytes, x_cache: str) -> Reply:
         return replies.cached_item_reply(
-            cached, ttl_s=ttl, x_cache="HIT", if_none_match=if_none_match
+            body,
+            ttl_s=ttl,
+            x_cache=x_cache,
+            if_none_match=if_none_match,
+            validators=settings.http_cache,
         )
+
+    cached: Any = None
+    redis_ok = settings.cache != "none"
+    if local is not None and (cached := local.get(key)) is not None:
+        return reply(cached, "HIT")
+    if redis_ok:
+        try:
+            cached = res.redis.get(key)
+        except REDIS_DOWN:
+            redis_ok = False
+    if isinstance(cached, bytes):
+        if local is not None:
+            local.put(key, cached)
+        return reply(cached, "HIT")
     with database():
         row = _fetchrow(res, ITEM_BY_ID, item_id)
     body = replies.item_body(row)
@@ -189,9 +224,9 @@ def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Repl
             res.redis.set(key, body, ex=ttl)
         except REDIS_DOWN:
             redis_ok = False
-    return replies.cached_item_reply(
-        body, ttl_s=ttl, x_cache="MISS" if redis_ok else "BYPASS", if_none_match=if_none_match
-    )
+    if local is not None and redis_ok:
+        local.put(key, body)
+    return reply(body, "MISS" if redis_ok else "BYPASS")
 
 
 def report(res: Resources, rows: int) -> Reply:
@@ -217,11 +252,15 @@ def create_item(res: Resources, item: ItemIn) -> Reply:
 # -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
 
 
-def stream_items(res: Resources, count: int, accept: str | None) -> StreamReply:
+def stream_items(res: Resources, count: int, accept: str | None) -> Reply | StreamReply:
     """Negotiate now (a 406 must come before the first byte), and open the cursor now: an
     outage must be a 503 before the first byte too, not a stream that breaks off. The rest
     is fetched lazily while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
+    if not res.settings.streaming:  # LAB_STREAMING=off: every row, the whole body at once
+        with database():
+            rows = _fetch(res, ITEMS_FIRST, count)
+        return replies.whole_stream_reply(rows, fmt)
     chunks = _item_chunks(res, count, fmt)
     with database():
         first = next(chunks)  # connection, DECLARE and the first batch
@@ -298,6 +337,8 @@ def _events(count: int, interval_ms: int) -> Iterator[bytes]:
 
 
 def limited(res: Resources, client: str) -> Reply:
+    if res.settings.limiter == "off":  # LAB_LIMITER=off: the route without its limiter
+        return Reply(b'{"status":"ok"}')
     rl = res.settings.rate_limit
     try:
         count, ttl_ms = res.ratelimit_script(
@@ -327,16 +368,7 @@ def aggregate(res: Resources, n: int, delay_ms: int) -> Reply:
     url = res.settings.upstream_url + "/work"
 
     def call(i: int) -> dict[str, Any] | str:
-        try:
-            resp = res.http.get(url, params={"i": i, "delay_ms": delay_ms}, timeout=timeout)
-            if resp.status_code != 200:
-                return f"status {resp.status_code}"
-            body: dict[str, Any] = orjson.loads(resp.content)
-            return body
-        except httpx.TimeoutException:
-            return "timeout"
-        except (httpx.HTTPError, OSError, ValueError):
-            return "connection"
+        return upstream_call(res.http, url, i, delay_ms, timeout)
 
     # n concurrent calls on the fan-out threads; map() returns them in index order.
     outcomes: Sequence[dict[str, Any] | str] = list(res.fanout.map(call, range(n)))

@@ -33,7 +33,7 @@ from common.problems import (
     payload_too_large,
 )
 from common.reply import Reply, StreamReply
-from common.settings import Settings, get_settings
+from common.settings import Settings, check_framework, get_settings
 from common.validation import decode_body, int_param, optional_category, parse_ids, path_id
 
 log = logging.getLogger("lab")
@@ -245,6 +245,8 @@ async def stream_items(request: web.Request) -> web.StreamResponse:
         request.query, "count", lo=1, hi=items.STREAM_COUNT_MAX, default=items.STREAM_COUNT_DEFAULT
     )
     reply = await service.stream_items(request.app[RESOURCES], count, request.headers.get("Accept"))
+    if isinstance(reply, Reply):  # LAB_STREAMING=off: one whole body (SPEC §6)
+        return render(reply)
     return await stream(request, reply)
 
 
@@ -357,7 +359,7 @@ async def server_timing(request: web.Request, response: web.StreamResponse) -> N
 def create_app() -> web.Application:
     # client_max_size: request.read() raises HTTPRequestEntityTooLarge past 64 KiB (SPEC §2.1).
     app = web.Application(middlewares=[lab_middleware], client_max_size=MAX_BODY_BYTES)
-    app[SETTINGS] = get_settings()
+    app[SETTINGS] = check_framework(get_settings(), "aiohttp")  # SPEC §6
     app[TASKS] = set()
     app.cleanup_ctx.append(resources_ctx)
     app.cleanup_ctx.append(background_ctx)

@@ -3,7 +3,11 @@
 Validation is FastAPI's own (``Annotated[int, Query(ge=..., le=...)]`` and a pydantic model for
 the body); its errors are mapped onto the lab's RFC 9457 problems in one handler. Handlers
 return ``Response`` objects built from the domain's ``Reply``, which skips FastAPI's
-``jsonable_encoder`` pass: the body is already JSON bytes from orjson.
+``jsonable_encoder`` pass: the body is already JSON bytes from the domain's encoder.
+
+``LAB_HANDLERS=sync`` (SPEC §6) registers ``def`` path operations for ``/db``,
+``/items/{id}`` and ``/aggregate`` instead, which FastAPI runs in its threadpool, on the
+synchronous twin (``common.sync``) whose resources the lifespan opens next to the async ones.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from common.problems import (
 )
 from common.problems import validation as validation_problem
 from common.reply import Reply, StreamReply
-from common.settings import get_settings
+from common.settings import check_framework, get_settings
+from common.sync import Resources as SyncResources
+from common.sync import open_resources as open_sync_resources
+from common.sync import service as sync_service
 from common.validation import check_json_text, is_json_media_type, parse_ids
 
 # -- Rendering ----------------------------------------------------------------------------
@@ -56,9 +63,16 @@ def problem_response(problem: Problem) -> Response:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with open_resources(get_settings()) as resources:
+    settings = get_settings()
+    async with open_resources(settings) as resources:
         app.state.resources = resources
-        yield
+        if settings.handlers == "async":
+            yield
+            return
+        # LAB_HANDLERS=sync: a psycopg pool as large as the asyncpg one, for the def routes.
+        with open_sync_resources(settings, threads=settings.db_pool_size) as sync_resources:
+            app.state.sync_resources = sync_resources
+            yield
 
 
 def get_resources(request: Request) -> Resources:
@@ -66,7 +80,13 @@ def get_resources(request: Request) -> Resources:
     return resources
 
 
+def get_sync_resources(request: Request) -> SyncResources:
+    resources: SyncResources = request.app.state.sync_resources
+    return resources
+
+
 Res = Annotated[Resources, Depends(get_resources)]
+SyncRes = Annotated[SyncResources, Depends(get_sync_resources)]
 
 
 class JSONBodyRoute(APIRoute):
@@ -115,10 +135,13 @@ class TaskBody(BaseModel):
 
 
 ItemId = Annotated[int, Path(ge=INT32_MIN, le=INT32_MAX)]
+FanOut = Annotated[int, Query(ge=1, le=items.FANOUT_MAX)]
+Delay = Annotated[int, Query(ge=0, le=items.DELAY_MAX)]
 
 
 def create_app() -> FastAPI:
-    settings = get_settings()
+    settings = check_framework(get_settings(), "fastapi")
+    sync = settings.handlers == "sync"  # LAB_HANDLERS: def routes on the sync twin (SPEC §6)
     # Exact paths: `/json/` is a 404 like any unknown route, not a redirect (SPEC §2.1).
     app = FastAPI(
         lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
@@ -134,9 +157,16 @@ def create_app() -> FastAPI:
     async def json() -> Response:
         return render(replies.hello_json())
 
-    @app.get("/db")
-    async def db(res: Res) -> Response:
-        return render(await service.db(res))
+    if sync:
+
+        @app.get("/db")
+        def db_sync(res: SyncRes) -> Response:
+            return render(sync_service.db(res))
+    else:
+
+        @app.get("/db")
+        async def db(res: Res) -> Response:
+            return render(await service.db(res))
 
     @app.get("/queries")
     async def queries(res: Res, queries: str | None = None) -> Response:
@@ -154,9 +184,16 @@ def create_app() -> FastAPI:
     async def batch(res: Res, ids: str | None = None) -> Response:
         return render(await service.batch_items(res, parse_ids(ids)))
 
-    @app.get("/items/{id}")
-    async def get_item(res: Res, id: ItemId) -> Response:
-        return render(await service.get_item(res, id))
+    if sync:
+
+        @app.get("/items/{id}")
+        def get_item_sync(res: SyncRes, id: ItemId) -> Response:
+            return render(sync_service.get_item(res, id))
+    else:
+
+        @app.get("/items/{id}")
+        async def get_item(res: Res, id: ItemId) -> Response:
+            return render(await service.get_item(res, id))
 
     @app.get("/items")
     async def list_items(
@@ -213,13 +250,20 @@ def create_app() -> FastAPI:
     async def products(res: Res, accept: Annotated[str | None, Header()] = None) -> Response:
         return render(await service.products(res, accept))
 
-    @app.get("/aggregate")
-    async def aggregate(
-        res: Res,
-        n: Annotated[int, Query(ge=1, le=items.FANOUT_MAX)] = items.FANOUT_DEFAULT,
-        delay_ms: Annotated[int, Query(ge=0, le=items.DELAY_MAX)] = items.DELAY_DEFAULT,
-    ) -> Response:
-        return render(await service.aggregate(res, n, delay_ms))
+    if sync:
+
+        @app.get("/aggregate")
+        def aggregate_sync(
+            res: SyncRes, n: FanOut = items.FANOUT_DEFAULT, delay_ms: Delay = items.DELAY_DEFAULT
+        ) -> Response:
+            return render(sync_service.aggregate(res, n, delay_ms))
+    else:
+
+        @app.get("/aggregate")
+        async def aggregate(
+            res: Res, n: FanOut = items.FANOUT_DEFAULT, delay_ms: Delay = items.DELAY_DEFAULT
+        ) -> Response:
+            return render(await service.aggregate(res, n, delay_ms))
 
     @app.get("/cpu")
     async def cpu(

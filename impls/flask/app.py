@@ -32,7 +32,7 @@ from common.problems import (
     payload_too_large,
 )
 from common.reply import Reply, StreamReply
-from common.settings import Settings, get_settings
+from common.settings import Settings, check_framework, get_settings
 from common.sync import Resources, open_resources, service
 from common.sync.resources import MAX_REQUEST_THREADS
 from common.validation import decode_body, int_param, optional_category, parse_ids, path_id
@@ -108,7 +108,7 @@ class LabResources:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or get_settings()
+    settings = check_framework(settings or get_settings(), "flask")  # SPEC §6
     app = Flask(__name__)
     # OPTIONS is not part of the contract: 405 like any other method a route lacks.
     app.config.update(PROVIDE_AUTOMATIC_OPTIONS=False)

@@ -43,7 +43,7 @@ from common.problems import (
     validation,
 )
 from common.reply import Reply, StreamReply
-from common.settings import get_settings
+from common.settings import check_framework, get_settings
 from common.validation import check_json_text, is_json_media_type, parse_ids, path_id
 
 log = logging.getLogger("lab")
@@ -353,6 +353,7 @@ def _field_error(message: dict[str, Any]) -> FieldError:
 
 
 def create_app() -> LabMiddleware:
+    check_framework(get_settings(), "litestar")  # refuse switches Litestar lacks (SPEC §6)
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],

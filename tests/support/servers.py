@@ -37,6 +37,18 @@ CONTROLLED = frozenset(
         "LAB_DB_TIMEOUT_MS",
         "LAB_TEST_SERVICES",
         "LAB_TEST_PAIRS",
+        # Experiment switches that change what the contract's tests observe (SPEC §6), or
+        # that some frameworks refuse; tests/conformance/test_switches.py sets them itself.
+        # LAB_JSON_CODEC, LAB_DB_POOL and LAB_BATCH_QUERY promise the default bytes, so they
+        # pass through: the whole suite can run under them.
+        "LAB_CACHE",
+        "LAB_LOCAL_CACHE_SIZE",
+        "LAB_HTTP_CACHE",
+        "LAB_PAGINATION",
+        "LAB_STREAMING",
+        "LAB_UPSTREAM_CLIENT",
+        "LAB_HANDLERS",
+        "LAB_LIMITER",
     }
 )
 
