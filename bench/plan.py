@@ -71,12 +71,10 @@ def scenarios_for(
 
 
 def levels(target: Target, sc: Scenario, method: Method) -> tuple[int, ...]:
-    """Connection counts: the scenario's own, else the experiment's, else the run's."""
-    if sc.concurrency:
-        return sc.concurrency
+    """Connection counts: the experiment's own, else the scenario's, else the run's."""
     if target.experiment is not None and target.experiment.concurrency:
         return target.experiment.concurrency
-    return method.concurrency
+    return sc.concurrency or method.concurrency
 
 
 def build_plan(

@@ -62,7 +62,10 @@ def _rows(run: Run, claim: dict[str, Any], *names: str) -> list[Row | None]:
     scenario (the uncompressed baseline of the codecs) is read on its only one."""
     found: list[Row | None] = []
     for name in names:
-        row = lookup(run, claim["experiment"], claim[name], claim["scenario"])
+        scenario = (
+            claim.get("over_scenario", claim["scenario"]) if name == "over" else claim["scenario"]
+        )
+        row = lookup(run, claim["experiment"], claim[name], scenario)
         if row is None:
             own = [
                 r

@@ -77,8 +77,9 @@ def test_plan_interleaves_variants_and_uses_their_scenarios() -> None:
     by_target = {g.target.id: g.cells for g in first}
     assert [c.scenario.id for c in by_target["compression~identity"]] == ["report-identity"]
     assert [c.scenario.id for c in by_target["compression~br-11"]] == ["report-br"]
-    # the scenario's own level (16) wins; the experiment's (16) applies to items-id
+    # the experiment's level wins over the scenario's (report-* declare 16)
     assert {c.concurrency for c in by_target["db-pool~connect"]} == {16}
+    assert {c.concurrency for c in by_target["compression~br-11"]} == {4}
     assert len({c.id for g in groups for c in g.cells}) == sum(len(g.cells) for g in groups)
 
 
