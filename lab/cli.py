@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--instances",
+        type=int,
+        default=0,
+        help="run N copies of the pair, each on its own port, behind nginx on --port "
+        "(docs/scale-out.md); 0 (default): the pair alone on --port",
+    )
 
     upstream = sub.add_parser("upstream", help="run the upstream service of SPEC §3.12")
     upstream.add_argument("--host", default="127.0.0.1")
@@ -55,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--warmup", type=float, help="warm-up seconds before each cell")
     bench.add_argument("--workers", type=int, help="server workers (default 1: one core)")
+    bench.add_argument(
+        "--instances",
+        type=int,
+        help="measure through nginx in front of N instances of each target "
+        "(docs/scale-out.md); default: the server alone, no proxy",
+    )
     bench.add_argument(
         "--no-floors",
         action="store_true",
@@ -106,7 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import serve
 
         return serve.command(
-            args.framework, args.server, host=args.host, port=args.port, workers=args.workers
+            args.framework,
+            args.server,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            instances=args.instances,
         )
     if args.command == "upstream":
         from . import upstream
