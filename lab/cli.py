@@ -41,6 +41,23 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-every", type=int, default=0, help="answer 503 to every K-th call (fault tests)"
     )
 
+    netns = sub.add_parser(
+        "netns",
+        help="two hosts on one machine: server and client network namespaces (root)",
+        description="up: create <name>-srv and <name>-cli joined by a veth pair; exec server|"
+        "client -- CMD: run CMD in one (LAB_STATE_DIR of its own); down: delete what up made. "
+        "See docs/scale-out.md.",
+    )
+    netns_sub = netns.add_subparsers(dest="action", required=True)
+    for action in ("up", "down", "status", "exec"):
+        act = netns_sub.add_parser(action)
+        act.add_argument("--name", default="lab", help="namespace name prefix (default lab)")
+        if action == "up":
+            act.add_argument("--subnet", default="10.203.0.0/24")
+        if action == "exec":
+            act.add_argument("role", choices=["server", "client"])
+            act.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+
     bench = sub.add_parser("bench", help="run the benchmark matrix")
     bench.add_argument("--framework", action="append", default=[])
     bench.add_argument("--server", action="append", default=[])
@@ -125,6 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             workers=args.workers,
             instances=args.instances,
+        )
+    if args.command == "netns":
+        from . import netns
+
+        cmd = getattr(args, "cmd", [])
+        cmd = cmd[1:] if cmd[:1] == ["--"] else cmd
+        return netns.command(
+            args.action, args.name, getattr(args, "subnet", ""), getattr(args, "role", None), cmd
         )
     if args.command == "upstream":
         from . import upstream
