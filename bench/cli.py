@@ -129,6 +129,7 @@ def bench(args: argparse.Namespace) -> int:
         concurrency=tuple(_opt(args, "concurrency") or ()),
         workers=_opt(args, "workers"),
         pin=not _opt(args, "no_pin", False),
+        instances=_opt(args, "instances"),
     )
     if (
         method.duration_s < 1
@@ -141,6 +142,17 @@ def bench(args: argparse.Namespace) -> int:
         )
     if method.repeats < 1:
         raise preflight.PreflightError("--repeat must be at least 1")
+    if method.instances < 0 or (method.instances and _opt(args, "target")):
+        raise preflight.PreflightError(
+            "--instances is at least 1, and starts the servers itself (not with --target)"
+        )
+    if method.instances:
+        from lab import scaleout
+
+        try:
+            scaleout.find_nginx()
+        except FileNotFoundError as exc:
+            raise preflight.PreflightError(str(exc)) from None
     if experiments is not None:
         if args.framework or args.server or args.scenario or _opt(args, "target"):
             raise preflight.PreflightError(
@@ -253,7 +265,8 @@ def _resume_manifest(
     run: RunDir, method: Method, argv: list[str], selection: dict[str, Any]
 ) -> None:
     data = run.read_manifest()
-    stored = data.get("method", {})
+    # Runs written before --instances existed measured the server directly.
+    stored = {"instances": 0, **data.get("method", {})}
     keys = method.comparable()
     differ = {k: (stored.get(k), v) for k, v in keys.items() if stored.get(k) != v}
     if differ:

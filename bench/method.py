@@ -31,6 +31,7 @@ class Method:
     server_cpus: tuple[int, ...]
     client_cpus: tuple[int, ...]
     floor_scenarios: tuple[str, ...]
+    instances: int = 0  # > 0: each target as N instances behind nginx (lab/scaleout.py)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -52,6 +53,7 @@ class Method:
                 "pin",
                 "server_cpus",
                 "client_cpus",
+                "instances",
             )
         }
 
@@ -66,6 +68,7 @@ def method_for(
     concurrency: tuple[int, ...] = (),
     workers: int | None = None,
     pin: bool = True,
+    instances: int | None = None,
 ) -> Method:
     """The declared method for the mode, with the given overrides. Pinning is on only when
     asked for and the machine has the declared CPUs."""
@@ -103,6 +106,8 @@ def method_for(
         overrides["concurrency"] = tuple(sorted(set(concurrency)))
     if workers is not None:
         overrides["workers"] = int(workers)
+    if instances is not None:
+        overrides["instances"] = int(instances)
     return replace(method, **overrides)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from lab import matrix, procs
+from lab.scaleout import PORT_PLACEHOLDER, Topology
 
 from . import checks, load, stats
 from .manifest import now_iso, redact_url
@@ -146,6 +147,13 @@ class Runner:
         self.upstream: subprocess.Popen[bytes] | None = None
         self.upstream_url: str | None = None
         self._logs: list[IO[bytes]] = []
+        # Direct, or N instances behind nginx: one seam in _start_server, recorded per cell.
+        self.topology = Topology(instances=method.instances)
+        self._topology_json = (
+            self.topology.to_json()
+            if external_url is None
+            else {"kind": "external", "instances": None, "proxy": None}
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -237,9 +245,17 @@ class Runner:
             return Server(None, self.external_url.rstrip("/"), [], {}, log, 0.0)
         target = group.target
         port = procs.free_port(HOST)
+        # With --instances the started process is lab.scaleout's supervisor: nginx and the
+        # instances are its children, so pinning, sampling and stopping see the whole topology.
         argv = [
             *self._taskset(target.server_cpus or self.method.server_cpus),
-            *target.pair.argv(host=HOST, port=port, workers=target.workers or self.method.workers),
+            *self.topology.server_argv(
+                target.pair.argv(
+                    host=HOST, port=PORT_PLACEHOLDER, workers=target.workers or self.method.workers
+                ),
+                host=HOST,
+                port=port,
+            ),
         ]
         lab_env: dict[str, str] = {}
         if target.needs_services:
@@ -409,6 +425,7 @@ class Runner:
             "repeat": cell.repeat,
             "round": group.round,
             "server_config": group.config,
+            "topology": self._topology_json,
             "started_at": started_at,
             "finished_at": now_iso(),
         }

@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--instances",
+        type=int,
+        default=0,
+        help="run N copies of the pair, each on its own port, behind nginx on --port "
+        "(docs/scale-out.md); 0 (default): the pair alone on --port",
+    )
 
     upstream = sub.add_parser("upstream", help="run the upstream service of SPEC §3.12")
     upstream.add_argument("--host", default="127.0.0.1")
@@ -33,6 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     upstream.add_argument(
         "--fail-every", type=int, default=0, help="answer 503 to every K-th call (fault tests)"
     )
+
+    netns = sub.add_parser(
+        "netns",
+        help="two hosts on one machine: server and client network namespaces (root)",
+        description="up: create <name>-srv and <name>-cli joined by a veth pair; exec server|"
+        "client -- CMD: run CMD in one (LAB_STATE_DIR of its own); down: delete what up made. "
+        "See docs/scale-out.md.",
+    )
+    netns_sub = netns.add_subparsers(dest="action", required=True)
+    for action in ("up", "down", "status", "exec"):
+        act = netns_sub.add_parser(action)
+        act.add_argument("--name", default="lab", help="namespace name prefix (default lab)")
+        if action == "up":
+            act.add_argument("--subnet", default="10.203.0.0/24")
+        if action == "exec":
+            act.add_argument("role", choices=["server", "client"])
+            act.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ...")
 
     bench = sub.add_parser("bench", help="run the benchmark matrix")
     bench.add_argument("--framework", action="append", default=[])
@@ -61,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--warmup", type=float, help="warm-up seconds before each cell")
     bench.add_argument("--workers", type=int, help="server workers (default 1: one core)")
+    bench.add_argument(
+        "--instances",
+        type=int,
+        help="measure through nginx in front of N instances of each target "
+        "(docs/scale-out.md); default: the server alone, no proxy",
+    )
     bench.add_argument(
         "--no-floors",
         action="store_true",
@@ -117,7 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import serve
 
         return serve.command(
-            args.framework, args.server, host=args.host, port=args.port, workers=args.workers
+            args.framework,
+            args.server,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            instances=args.instances,
+        )
+    if args.command == "netns":
+        from . import netns
+
+        cmd = getattr(args, "cmd", [])
+        cmd = cmd[1:] if cmd[:1] == ["--"] else cmd
+        return netns.command(
+            args.action, args.name, getattr(args, "subnet", ""), getattr(args, "role", None), cmd
         )
     if args.command == "upstream":
         from . import upstream

@@ -47,8 +47,11 @@ class Pair:
     def id(self) -> str:
         return f"{self.framework.name}-{self.server.name}"
 
-    def argv(self, *, host: str, port: int, workers: int, python: str | None = None) -> list[str]:
-        """The server's command line for this pair, from the registry's template."""
+    def argv(
+        self, *, host: str, port: int | str, workers: int, python: str | None = None
+    ) -> list[str]:
+        """The server's command line for this pair, from the registry's template (``port``
+        may be ``lab.scaleout``'s ``{port}`` placeholder, filled per instance)."""
         values = {
             "python": python or sys.executable,
             "app": self.framework.app,

@@ -17,7 +17,9 @@ from types import FrameType
 from . import matrix, procs, services
 
 
-def command(framework: str, server: str, *, host: str, port: int, workers: int) -> int:
+def command(
+    framework: str, server: str, *, host: str, port: int, workers: int, instances: int = 0
+) -> int:
     try:
         pair = matrix.pair(framework, server)
         urls = services.current_urls()
@@ -59,6 +61,24 @@ def command(framework: str, server: str, *, host: str, port: int, workers: int) 
             )
             procs.wait_http_ok(f"http://{host}:{up_port}/health", timeout_s=30, proc=upstream)
             env["LAB_UPSTREAM_URL"] = f"http://{host}:{up_port}"
+        if instances > 0:
+            # N copies of the pair behind nginx on `port` (lab/scaleout.py), same upstream.
+            from . import scaleout
+
+            print(
+                f"lab serve: {pair.id} x {instances} instance(s) of {workers} worker(s) "
+                f"behind nginx on http://{host}:{port}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return scaleout.run(
+                pair.argv(host=host, port=scaleout.PORT_PLACEHOLDER, workers=workers),
+                instances=instances,
+                host=host,
+                port=port,
+                env=env,
+                stop=stop,
+            )
         argv = pair.argv(host=host, port=port, workers=workers)
         print(
             f"lab serve: {pair.id} on http://{host}:{port} ({workers} worker(s))",
