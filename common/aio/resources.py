@@ -76,8 +76,10 @@ class Connect:
         finally:
             try:
                 await conn.close(timeout=self._timeout)
-            except BaseException:
-                conn.terminate()  # cancelled or the server went away: drop the socket
+            except Exception:  # the server went away: the answer stands, drop the socket
+                conn.terminate()
+            except BaseException:  # cancelled: drop the socket, then let it propagate
+                conn.terminate()
                 raise
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
