@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -26,7 +26,6 @@ import orjson
 __all__ = ["ENCODERS", "orjson_dumps", "stdlib_dumps"]
 
 _ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
-_ZERO = timedelta(0)
 
 
 def orjson_dumps(value: Any) -> bytes:
@@ -36,12 +35,13 @@ def orjson_dumps(value: Any) -> bytes:
 
 def _default(value: Any) -> str:
     """orjson's datetime text with ``OPT_UTC_Z | OPT_NAIVE_UTC``: ISO 8601, microseconds only
-    when not zero (as ``isoformat``), a zero offset or a naive value written ``Z``."""
+    when not zero (as ``isoformat``), a zero offset or a naive value written ``Z``. Called
+    once per timestamp, so the common case (UTC) is one ``isoformat`` and a slice."""
     if isinstance(value, datetime):
-        offset = value.utcoffset()
-        if offset is None or offset == _ZERO:
-            return value.replace(tzinfo=None).isoformat() + "Z"
-        return value.isoformat()
+        text = value.isoformat()
+        if text.endswith("+00:00"):
+            return text[:-6] + "Z"
+        return text + "Z" if value.utcoffset() is None else text
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 

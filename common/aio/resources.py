@@ -15,12 +15,13 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
+from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio.client import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -32,7 +33,28 @@ from ..settings import Settings
 
 log = logging.getLogger("lab")
 
-__all__ = ["Connect", "Resources", "open_resources"]
+__all__ = ["Connect", "Database", "Resources", "open_resources"]
+
+
+class Database(Protocol):
+    """What the service uses of PostgreSQL: an ``asyncpg.Pool``, or :class:`Connect`. (One
+    protocol rather than a union: Litestar's signature models, msgspec, accept one custom type
+    in a field of ``Resources`` but not a union of two.)"""
+
+    def acquire(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy | asyncpg.Connection]: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109  # asyncpg's signature
+    ) -> Any: ...
 
 
 class Connect:
@@ -54,8 +76,10 @@ class Connect:
         finally:
             try:
                 await conn.close(timeout=self._timeout)
-            except BaseException:
-                conn.terminate()  # cancelled or the server went away: drop the socket
+            except Exception:  # the server went away: the answer stands, drop the socket
+                conn.terminate()
+            except BaseException:  # cancelled: drop the socket, then let it propagate
+                conn.terminate()
                 raise
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -79,7 +103,7 @@ class Connect:
 @dataclass(slots=True)
 class Resources:
     settings: Settings
-    db: asyncpg.Pool | Connect
+    db: Database
     redis: Redis
     http: aiohttp.ClientSession
     cpu: Executor | None
@@ -130,9 +154,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
 
 
 @contextlib.asynccontextmanager
-async def _open_resources(
-    settings: Settings, db: asyncpg.Pool | Connect
-) -> AsyncIterator[Resources]:
+async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Resources]:
     # Short socket timeouts and no retries: a dead Redis must degrade the request (BYPASS,
     # fail-open) quickly rather than hold it (SPEC §3.6, §3.7).
     redis_client: Redis = aioredis.from_url(

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -348,6 +350,25 @@ def test_blocking_upstream_client(switched: Pair | None) -> None:
     assert body["errors"] == [] and set(body) == set(want)
     assert body["elapsed_ms"] >= n * delay_ms, body["elapsed_ms"]
     p.same("/aggregate?n=0", status=422)
+
+
+@by_switch(switch("LAB_UPSTREAM_CLIENT", "blocking"))
+def test_blocking_upstream_client_stalls_the_worker(switched: Pair | None) -> None:
+    """The point of the experiment: while a blocking fan-out runs (4 x 250 ms), the worker's
+    event loop answers nothing else, so a /json sent meanwhile waits for it to finish."""
+    if switched is None:
+        return  # Flask: the fixture asserted that the server refused to start
+    url = switched.switched.base_url
+    with ThreadPoolExecutor(1) as pool, LabClient(url) as c:
+        fan_out = pool.submit(c.get, "/aggregate?n=4&delay_ms=250")
+        slowest = 0.0
+        with LabClient(url) as other:
+            while not fan_out.done():  # bounded: the fan-out ends after about 1 s
+                started = time.monotonic()
+                other.get("/json")
+                slowest = max(slowest, time.monotonic() - started)
+        assert fan_out.result().status_code == 200
+    assert slowest >= 0.5, f"/json never waited for the blocking fan-out ({slowest:.3f} s)"
 
 
 # -- LAB_HANDLERS ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ in tests/conformance/test_switches.py."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -93,10 +94,15 @@ def _as_fetched(row: seed.ItemRow, tz: Any) -> tuple[Any, ...]:
     return (item_id, name, category, float(price), description, created_at.astimezone(tz))
 
 
+@functools.cache
+def _seed_rows() -> list[seed.ItemRow]:
+    return [seed.item_row(i) for i in range(1, seed.ITEM_COUNT + 1)]
+
+
 @pytest.mark.parametrize("tz", [UTC, ZoneInfo("UTC")], ids=["asyncpg", "psycopg"])
 def test_stdlib_writes_orjson_bytes_for_every_seed_item(tz: Any) -> None:
     """Every one of the 100,000 seed rows, alone and as the page and report bodies."""
-    rows = [_as_fetched(seed.item_row(i), tz) for i in range(1, seed.ITEM_COUNT + 1)]
+    rows = [_as_fetched(row, tz) for row in _seed_rows()]
     for row in rows:
         item = item_dict(row)
         assert stdlib_dumps(item) == orjson_dumps(item), row
