@@ -16,7 +16,7 @@ from tests.conformance.conftest import (  # noqa: F401  (fixtures and hooks, use
     pytest_generate_tests,
     upstream,
 )
-from tests.support.services import PrivateServices
+from tests.support.services import PrivateServices, Services
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,9 @@ def private() -> Iterator[PrivateServices]:
         yield services.start()
     finally:
         services.stop()
+
+
+@pytest.fixture(scope="session")
+def services(private: PrivateServices) -> Services:
+    """The launcher's default services are the private ones: no second pair is started."""
+    return private.urls

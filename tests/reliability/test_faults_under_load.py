@@ -271,7 +271,8 @@ def test_faults_under_load(
         "no_answer": sum(1 for a in answers if a.status == 0),
         "latency": latency_summary(answers),
         "latency_by_route": {
-            r: latency_summary(a for a in answers if a.route == r) for r in sorted(per_route(answers))
+            r: latency_summary(a for a in answers if a.route == r)
+            for r in sorted(per_route(answers))
         },
         "faults": [
             {

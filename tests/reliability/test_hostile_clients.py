@@ -37,7 +37,11 @@ CONFIG = ServerConfig("hostile")
 # long as a client takes to send its headers. 50 slow clients exceed gunicorn's sync worker
 # (1 connection at a time) and its gthread worker (8 threads).
 SLOWLORIS_STARVES = frozenset({"flask-gunicorn", "flask-gunicorn-gthread"})
-EXPECTED = {"/json": {"message": "Hello, World!"}, "/health": {"status": "ok", "db": "ok", "cache": "ok"}}
+TIMEOUTS = frozenset({"ReadTimeout", "ConnectTimeout", "PoolTimeout", "WriteTimeout"})
+EXPECTED = {
+    "/json": {"message": "Hello, World!"},
+    "/health": {"status": "ok", "db": "ok", "cache": "ok"},
+}
 
 
 @pytest.fixture
@@ -160,8 +164,10 @@ def test_well_behaved_client_is_served_under_hostile_clients(
     assert recovered_s is not None, "not served again after the slow clients left"
     if deviates:
         # SPEC.md D3: the slow clients hold every request slot, so the well-behaved client
-        # gets nothing while they stay.
-        assert under_slowloris["ok"] == 0, under_slowloris
+        # waits past its timeout while they stay (a request already in a worker's hands may
+        # still be answered first).
+        assert under_slowloris["failed"] > 0, under_slowloris
+        assert set(under_slowloris["failures"]) <= TIMEOUTS, under_slowloris
     else:
         assert under_slowloris["failed"] == 0 and under_slowloris["ok"] > 0, under_slowloris
         assert under_slowloris["max_s"] <= GOOD_TIMEOUT_S, under_slowloris

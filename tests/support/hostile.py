@@ -87,7 +87,9 @@ class Hostile:
         finally:
             for w in self._writers:
                 w.close()
-            self.stats = {k: dict(v) if isinstance(v, Counter) else v for k, v in self.stats.items()}
+            self.stats = {
+                k: dict(v) if isinstance(v, Counter) else v for k, v in self.stats.items()
+            }
 
     def _running(self, deadline: float) -> bool:
         return not self._stop.is_set() and time.monotonic() < deadline
@@ -156,9 +158,7 @@ class Hostile:
         """One 100 KB header: past every server's header limit, and SPEC §2.1's 64 KiB."""
         reader, writer = await self._open()
         try:
-            writer.write(
-                b"GET /json HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
-            )
+            writer.write(b"GET /json HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             return await self._answer(reader)
@@ -205,8 +205,8 @@ class Hostile:
             if b"Hello, World!" in got:
                 self.stats["idle_answered"] += 1
             held.append(reader)
-        while self._running(deadline):
-            await asyncio.sleep(0.2)
+        # Sit until told to stop (a thread waits on the threading.Event for the loop).
+        await asyncio.to_thread(self._stop.wait, max(0.0, deadline - time.monotonic()))
         # Which of them the server has closed meanwhile (its keep-alive timeout).
         for reader in held:
             if reader.at_eof() or (await self._pause(reader, 0) == b""):

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import platform
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +196,13 @@ def write_figures(kind: str, pair_id: str, data: dict[str, Any]) -> Path:
     path = figures_dir() / kind / f"{pair_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"kind": kind, "pair": pair_id, **data}, indent=2) + "\n")
+    head = {
+        "kind": kind,
+        "pair": pair_id,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    tmp.write_text(json.dumps(head | data, indent=2) + "\n")
     tmp.replace(path)
     return path
