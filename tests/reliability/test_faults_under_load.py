@@ -272,7 +272,7 @@ def test_faults_under_load(
         "latency": latency_summary(answers),
         "latency_by_route": {
             r: latency_summary(a for a in answers if a.route == r)
-            for r in sorted(per_route(answers))
+            for r in sorted({a.route for a in answers})
         },
         "faults": [
             {
@@ -317,7 +317,3 @@ def test_faults_under_load(
     assert {a.name for a in accepted} == set(names), "201s and stored rows differ"
     locations = {a.location for a in accepted}
     assert locations == {f"/items/{i}" for i, _ in rows}, "Location headers and row ids differ"
-
-
-def per_route(answers: list[Answer]) -> set[str]:
-    return {a.route for a in answers}
