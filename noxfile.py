@@ -4,6 +4,7 @@ nox -s tests          unit, harness and conformance tests (every framework x ser
 nox -s conformance    only the black-box conformance suite
 nox -s lint           ruff (lint + format check) and mypy --strict
 nox -s bench          the quick benchmark matrix (`lab bench --quick`), posargs passed on
+nox -s reliability    faults under load and hostile clients on every pair (minutes), figures
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def install(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """Unit, harness and conformance tests against every declared pair."""
     install(session, "all")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    # The reliability suite has its own session (below): minutes of load per pair.
+    session.run("pytest", "-m", "not reliability", *(session.posargs or ["tests"]))
 
 
 @nox.session(python=PYTHON)
@@ -37,6 +39,14 @@ def conformance(session: nox.Session) -> None:
     """The black-box conformance suite only (LAB_TEST_PAIRS selects pairs)."""
     install(session, "all")
     session.run("pytest", "tests/conformance", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def reliability(session: nox.Session) -> None:
+    """Faults under load and hostile clients on every pair; figures to .lab/reliability/."""
+    install(session, "all")
+    session.run("pytest", "-m", "reliability", "tests/reliability", *session.posargs)
+    session.run("python", "-m", "tests.reliability.figures")
 
 
 @nox.session(python=PYTHON)

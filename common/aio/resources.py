@@ -26,6 +26,7 @@ from redis.asyncio.client import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .. import cpu, ratelimit
 from ..localcache import LocalCache
@@ -155,13 +156,16 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
 
 @contextlib.asynccontextmanager
 async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Resources]:
-    # Short socket timeouts and no retries: a dead Redis must degrade the request (BYPASS,
-    # fail-open) quickly rather than hold it (SPEC §3.6, §3.7).
+    # Short socket timeouts and no retry on a timeout: a dead Redis must degrade the request
+    # (BYPASS, fail-open) quickly rather than hold it (SPEC §3.6, §3.7). One immediate retry
+    # on a connection error: after Redis restarts, every pooled connection is dead and fails
+    # once on its next use, which without a retry degrades requests long after Redis is back
+    # (seen by tests/reliability/test_faults_under_load.py). A refused connect fails at once.
     redis_client: Redis = aioredis.from_url(
         settings.redis_url,
         socket_timeout=0.5,
         socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=0,
     )
     http = aiohttp.ClientSession(

@@ -41,6 +41,10 @@ DB_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A connection cut mid-query by a shutting-down server can be left with its protocol
+    # state half-switched; its next query raises this (asyncpg#1069, sqlalchemy#13241). Seen
+    # under load by tests/reliability/test_faults_under_load.py.
+    asyncpg.exceptions.InternalClientError,
 )
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, TimeoutError)
 

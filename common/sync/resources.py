@@ -24,6 +24,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from .. import cpu, ratelimit
@@ -150,13 +151,16 @@ def open_resources(
 
 @contextlib.contextmanager
 def _open_resources(settings: Settings, db: Pool | Connect) -> Iterator[Resources]:
-    # Short socket timeouts and no retries: a dead Redis must degrade the request (BYPASS,
-    # fail-open) quickly rather than hold it (SPEC §3.6, §3.7).
+    # Short socket timeouts and no retry on a timeout: a dead Redis must degrade the request
+    # (BYPASS, fail-open) quickly rather than hold it (SPEC §3.6, §3.7). One immediate retry
+    # on a connection error: after Redis restarts, every pooled connection is dead and fails
+    # once on its next use, which without a retry degrades requests long after Redis is back
+    # (seen by tests/reliability/test_faults_under_load.py). A refused connect fails at once.
     redis_client = redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=0.5,
         socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=0,
     )
     # One pooled client, shared by the fan-out threads (httpx.Client is thread-safe): as many
