@@ -10,6 +10,10 @@ Pure ASGI (not Starlette's ``BaseHTTPMiddleware``) because it wraps ``send`` wit
 task per request or buffering streams; the technique page on middleware style measures why.
 FastAPI adds it with ``app.add_middleware``; Litestar's app is wrapped in it, because Litestar
 runs its own middleware per route, after routing, where 404 and 405 never pass.
+
+Experiment switches (SPEC §6): ``LAB_TIMING=off`` drops ``Server-Timing``; ``LAB_ACCESS_LOG=on``
+logs each request once the app has returned (:mod:`common.accesslog`). ``LAB_MIDDLEWARE=
+basehttp`` swaps this class for :class:`common.basehttp.BaseHTTPLabMiddleware` (FastAPI only).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import compression, negotiation
+from .accesslog import log_access
 from .problems import MAX_BODY_BYTES, Problem, payload_too_large
 from .settings import Settings
 
@@ -66,7 +71,15 @@ class LabMiddleware:
         coding = negotiation.best_encoding(accept_encoding)
         if self.limit_body:
             receive = _limited_receive(receive, content_length)
-        await self.app(scope, receive, _Responder(self, send, started, coding).send)
+        responder = _Responder(self, send, started, coding)
+        if not self.settings.access_log:
+            await self.app(scope, receive, responder.send)
+            return
+        try:
+            await self.app(scope, receive, responder.send)
+        finally:  # an exception escaping the app is the server's 500
+            duration_ms = (time.perf_counter() - started) * 1000
+            log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
 
 
 @lru_cache(maxsize=128)
@@ -82,7 +95,16 @@ class _Responder:
     compares header names and values as bytes and appends rather than rebuilds: each
     decode, list copy and keyword call here is paid on every response (CHANGELOG)."""
 
-    __slots__ = ("coding", "encoder", "mw", "passthrough", "pending", "raw_send", "started")
+    __slots__ = (
+        "coding",
+        "encoder",
+        "mw",
+        "passthrough",
+        "pending",
+        "raw_send",
+        "started",
+        "status",
+    )
 
     def __init__(self, mw: LabMiddleware, send: Send, started: float, coding: str | None) -> None:
         self.mw = mw
@@ -92,6 +114,7 @@ class _Responder:
         self.pending: Message | None = None
         self.encoder: compression.Encoder | None = None
         self.passthrough = False
+        self.status: int | None = None
 
     async def send(self, message: Message) -> None:
         if self.passthrough:
@@ -99,9 +122,11 @@ class _Responder:
             return
         kind = message["type"]
         if kind == "http.response.start":
+            self.status = message["status"]
             headers = list(message.get("headers", ()))
-            dur = (time.perf_counter() - self.started) * 1000
-            headers.append((b"server-timing", b"app;dur=%.3f" % dur))
+            if self.mw.settings.timing:
+                dur = (time.perf_counter() - self.started) * 1000
+                headers.append((b"server-timing", b"app;dur=%.3f" % dur))
             # A new message: the app may send the same dict on every request (a constant).
             self.pending = {**message, "headers": headers}
         elif kind != "http.response.body":

@@ -51,6 +51,10 @@ class Settings:
     gzip_level: int = 6
     br_level: int = 4
     zstd_level: int = 3
+    # Middleware experiment switches (SPEC §6): defaults are the production stack.
+    timing: bool = True  # LAB_TIMING=on|off: the Server-Timing header
+    access_log: bool = False  # LAB_ACCESS_LOG=off|on: one JSON line per request on stderr
+    middleware: str = "pure"  # LAB_MIDDLEWARE=pure|basehttp (basehttp: FastAPI only)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +86,13 @@ class Settings:
                 raise SettingsError(
                     f"LAB_TRUSTED_PROXIES entries must be IP addresses or CIDRs, got {proxy!r}"
                 ) from None
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = e.get(name) or default
+            if value not in allowed:
+                raise SettingsError(f"{name} must be {'|'.join(allowed)}, got {value!r}")
+            return value
+
         return cls(
             database_url=e.get("LAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             redis_url=e.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -99,6 +110,9 @@ class Settings:
             gzip_level=num("LAB_GZIP_LEVEL", 6, 1, 9),
             br_level=num("LAB_BR_LEVEL", 4, 0, 11),
             zstd_level=num("LAB_ZSTD_LEVEL", 3, 1, 22),
+            timing=choice("LAB_TIMING", "on", ("on", "off")) == "on",
+            access_log=choice("LAB_ACCESS_LOG", "off", ("off", "on")) == "on",
+            middleware=choice("LAB_MIDDLEWARE", "pure", ("pure", "basehttp")),
         )
 
 

@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
 from common import compression, items, negotiation, ratelimit, replies, techempower
+from common.accesslog import log_access
 from common.aio import Resources, open_resources, service
 from common.problems import (
     MAX_BODY_BYTES,
@@ -33,7 +34,7 @@ from common.problems import (
     payload_too_large,
 )
 from common.reply import Reply, StreamReply
-from common.settings import Settings, get_settings
+from common.settings import Settings, SettingsError, get_settings
 from common.validation import decode_body, int_param, optional_category, parse_ids, path_id
 
 log = logging.getLogger("lab")
@@ -337,14 +338,18 @@ async def lab_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = problem_response(internal())
-    if response.prepared:  # a stream: its head, timing included, is out already
-        return response
-    headers = response.headers
-    if isinstance(response, web.Response) and isinstance(body := response.body, bytes):
-        coding = choose_coding(request, headers, response.status, len(body))
-        if coding:
-            response.body = compression.compress_body(coding, body, request.app[SETTINGS])
-    headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+    settings = request.app[SETTINGS]
+    if not response.prepared:  # a stream's head, timing included, is out already
+        headers = response.headers
+        if isinstance(response, web.Response) and isinstance(body := response.body, bytes):
+            coding = choose_coding(request, headers, response.status, len(body))
+            if coding:
+                response.body = compression.compress_body(coding, body, settings)
+        if settings.timing:
+            headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+    if settings.access_log:  # LAB_ACCESS_LOG=on (SPEC §6); a whole body is written after this
+        duration_ms = (time.perf_counter() - started) * 1000
+        log_access(request.method, request.path, response.status, duration_ms)
     return response
 
 
@@ -361,7 +366,7 @@ def http_problem(exc: web.HTTPException) -> Problem:
 def set_server_timing(request: web.Request, response: web.StreamResponse) -> None:
     """SPEC §2.2's span for a stream, from the middleware's entry to just before its head."""
     started = request.get(STARTED)
-    if started is not None:
+    if started is not None and request.app[SETTINGS].timing:
         dur = (time.perf_counter() - started) * 1000
         response.headers["Server-Timing"] = f"app;dur={dur:.3f}"
 
@@ -371,8 +376,11 @@ def set_server_timing(request: web.Request, response: web.StreamResponse) -> Non
 
 def create_app() -> web.Application:
     # client_max_size: request.read() raises HTTPRequestEntityTooLarge past 64 KiB (SPEC §2.1).
+    settings = get_settings()
+    if settings.middleware != "pure":
+        raise SettingsError("LAB_MIDDLEWARE=basehttp is FastAPI's (Starlette's style)")
     app = web.Application(middlewares=[lab_middleware], client_max_size=MAX_BODY_BYTES)
-    app[SETTINGS] = get_settings()
+    app[SETTINGS] = settings
     app[TASKS] = set()
     app.cleanup_ctx.append(resources_ctx)
     app.cleanup_ctx.append(background_ctx)

@@ -43,7 +43,7 @@ from common.problems import (
     validation,
 )
 from common.reply import Reply, StreamReply
-from common.settings import get_settings
+from common.settings import SettingsError, get_settings
 from common.validation import check_json_text, is_json_media_type, parse_ids, path_id
 
 log = logging.getLogger("lab")
@@ -353,6 +353,9 @@ def _field_error(message: dict[str, Any]) -> FieldError:
 
 
 def create_app() -> LabMiddleware:
+    settings = get_settings()
+    if settings.middleware != "pure":  # SPEC §6: the style is Starlette's, not Litestar's
+        raise SettingsError("LAB_MIDDLEWARE=basehttp is FastAPI's (Starlette's style)")
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
@@ -371,7 +374,7 @@ def create_app() -> LabMiddleware:
     # Litestar runs ``middleware=[...]`` per route, after routing, so a 404 or a 405 would
     # never pass through it. The lab's middleware must see every response (Server-Timing,
     # Vary), so it wraps the whole application as plain ASGI instead.
-    return LabMiddleware(exact_paths(app), get_settings(), limit_body=False)  # type: ignore[arg-type]
+    return LabMiddleware(exact_paths(app), settings, limit_body=False)  # type: ignore[arg-type]
 
 
 def exact_paths(app: ASGIApp) -> ASGIApp:
