@@ -62,8 +62,9 @@ def scenarios_for(
     scenarios: Sequence[Scenario],
     method: Method,
 ) -> list[Scenario]:
-    if target.role == "floor":
-        return [s for s in scenarios if s.id in method.floor_scenarios]
+    if target.floor is not None:  # the run's floor scenarios that this floor serves
+        served = target.floor.scenarios
+        return [s for s in scenarios if s.id in method.floor_scenarios and s.id in served]
     if target.experiment is not None and target.variant is not None:
         wanted = target.experiment.scenarios_of(target.variant)
         return [scenario(name) for name in wanted]

@@ -36,6 +36,8 @@ class Floor:
     servers: tuple[str, ...]
     framework: str | None = None
     commands: dict[str, str] = field(default_factory=dict)
+    scenarios: tuple[str, ...] = ("json", "plaintext")  # the routes it serves
+    services: bool = False  # needs PostgreSQL (a hello world's /db)
 
     def pair(self, server_name: str) -> matrix.Pair:
         srv = matrix.server(server_name)
@@ -91,7 +93,7 @@ class Target:
 
     @property
     def needs_services(self) -> bool:
-        return self.role in {"pair", "variant"}
+        return self.role in {"pair", "variant"} or (self.floor is not None and self.floor.services)
 
 
 def floors() -> tuple[Floor, ...]:
@@ -105,6 +107,8 @@ def floors() -> tuple[Floor, ...]:
             tuple(spec["servers"]),
             spec.get("framework"),
             dict(spec.get("commands", {})),
+            tuple(spec.get("scenarios", ("json", "plaintext"))),
+            bool(spec.get("services", False)),
         )
         for name, spec in matrix_table("floors").items()
     )

@@ -10,15 +10,21 @@ Pure ASGI (not Starlette's ``BaseHTTPMiddleware``) because it wraps ``send`` wit
 task per request or buffering streams; the technique page on middleware style measures why.
 FastAPI adds it with ``app.add_middleware``; Litestar's app is wrapped in it, because Litestar
 runs its own middleware per route, after routing, where 404 and 405 never pass.
+
+Experiment switches (SPEC §6): ``LAB_TIMING=off`` drops ``Server-Timing``; ``LAB_ACCESS_LOG=on``
+logs each request once the app has returned (:mod:`common.accesslog`). ``LAB_MIDDLEWARE=
+basehttp`` swaps this class for :class:`common.basehttp.BaseHTTPLabMiddleware` (FastAPI only).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 from . import compression, negotiation
+from .accesslog import log_access
 from .problems import MAX_BODY_BYTES, Problem, payload_too_large
 from .settings import Settings
 
@@ -29,13 +35,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 __all__ = ["LabMiddleware", "problem_response"]
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 async def problem_response(send: Send, problem: Problem) -> None:
@@ -63,20 +62,49 @@ class LabMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        coding = negotiation.best_encoding(header(scope, b"accept-encoding"))
+        accept_encoding = content_length = None
+        for key, value in scope["headers"]:  # one pass for both headers
+            if key == b"accept-encoding":
+                accept_encoding = value.decode("latin-1")
+            elif key == b"content-length":
+                content_length = value.decode("latin-1")
+        coding = negotiation.best_encoding(accept_encoding)
         if self.limit_body:
-            receive = _limited_receive(receive, header(scope, b"content-length"))
-        await self.app(scope, receive, self._wrap_send(send, started, coding))
+            receive = _limited_receive(receive, content_length)
+        responder = _Responder(self, send, started, coding)
+        if not self.settings.access_log:
+            await self.app(scope, receive, responder.send)
+            return
+        try:
+            await self.app(scope, receive, responder.send)
+        finally:  # an exception escaping the app is the server's 500
+            duration_ms = (time.perf_counter() - started) * 1000
+            log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
 
-    def _wrap_send(self, send: Send, started: float, coding: str | None) -> Send:
-        return _Responder(self, send, started, coding).send
+
+@lru_cache(maxsize=128)
+def _compressible(media_type: bytes | None) -> bool:
+    return compression.is_compressible(None if media_type is None else media_type.decode("latin-1"))
 
 
 class _Responder:
     """Per-request state of :class:`LabMiddleware`: holds the response head until the first
-    body chunk tells whether the body is whole (compress once) or streamed (compress chunks)."""
+    body chunk tells whether the body is whole (compress once) or streamed (compress chunks).
 
-    __slots__ = ("coding", "encoder", "mw", "passthrough", "pending", "raw_send", "started")
+    The hot path (a whole body the client did not ask to compress) scans the head once,
+    compares header names and values as bytes and appends rather than rebuilds: each
+    decode, list copy and keyword call here is paid on every response (CHANGELOG)."""
+
+    __slots__ = (
+        "coding",
+        "encoder",
+        "mw",
+        "passthrough",
+        "pending",
+        "raw_send",
+        "started",
+        "status",
+    )
 
     def __init__(self, mw: LabMiddleware, send: Send, started: float, coding: str | None) -> None:
         self.mw = mw
@@ -86,16 +114,22 @@ class _Responder:
         self.pending: Message | None = None
         self.encoder: compression.Encoder | None = None
         self.passthrough = False
+        self.status: int | None = None
 
     async def send(self, message: Message) -> None:
+        if self.passthrough:
+            await self.raw_send(message)
+            return
         kind = message["type"]
         if kind == "http.response.start":
-            headers = list(message.get("headers", []))
-            dur = (time.perf_counter() - self.started) * 1000
-            headers.append((b"server-timing", b"app;dur=%.3f" % dur))
-            message["headers"] = headers
-            self.pending = message
-        elif kind != "http.response.body" or self.passthrough:
+            self.status = message["status"]
+            headers = list(message.get("headers", ()))
+            if self.mw.settings.timing:
+                dur = (time.perf_counter() - self.started) * 1000
+                headers.append((b"server-timing", b"app;dur=%.3f" % dur))
+            # A new message: the app may send the same dict on every request (a constant).
+            self.pending = {**message, "headers": headers}
+        elif kind != "http.response.body":
             await self.raw_send(message)
         elif self.encoder is not None:
             more = message.get("more_body", False)
@@ -111,42 +145,47 @@ class _Responder:
             await self.raw_send(message)
 
     async def _first_body(self, start: Message, message: Message) -> None:
-        settings = self.mw.settings
         headers: list[tuple[bytes, bytes]] = start["headers"]
-        media_type = content_encoding = vary = None
-        length: int | None = None
+        media_type = content_encoding = vary = length = None
         for key, value in headers:
             if key == b"content-type":
-                media_type = value.decode("latin-1")
-            elif key == b"content-encoding":
-                content_encoding = value.decode("latin-1")
-            elif key == b"content-length":
-                length = int(value)
+                media_type = value
             elif key == b"vary":
-                vary = value.decode("latin-1")
-        body: bytes = message.get("body", b"")
-        streamed = bool(message.get("more_body", False))
-        if compression.is_compressible(media_type):
-            headers = [h for h in headers if h[0] != b"vary"]
-            headers.append((b"vary", compression.merge_vary(vary, "Accept-Encoding").encode()))
-        chosen = (
-            self.coding
-            if compression.should_compress(
-                coding=self.coding,
-                media_type=media_type,
-                status=start["status"],
-                content_encoding=content_encoding,
-                length=length if streamed else len(body),
-                min_size=settings.compression_min_size,
-            )
-            else None
-        )
-        if chosen is None:
-            start["headers"] = headers
+                vary = value
+            elif key == b"content-encoding":
+                content_encoding = value
+            elif key == b"content-length":
+                length = value
+        compressible = _compressible(media_type)
+        if compressible:
+            if vary is None:
+                headers.append((b"vary", b"Accept-Encoding"))
+            else:
+                merged = compression.merge_vary(vary.decode("latin-1"), "Accept-Encoding")
+                headers = [h for h in headers if h[0] != b"vary"]
+                headers.append((b"vary", merged.encode()))
+                start["headers"] = headers
+        if self.coding is None or not compressible:
             self.passthrough = True
             await self.raw_send(start)
             await self.raw_send(message)
             return
+        settings = self.mw.settings
+        body: bytes = message.get("body", b"")
+        streamed = bool(message.get("more_body", False))
+        if not compression.should_compress(
+            coding=self.coding,
+            media_type=None if media_type is None else media_type.decode("latin-1"),
+            status=start["status"],
+            content_encoding=None if content_encoding is None else content_encoding.decode(),
+            length=(None if length is None else int(length)) if streamed else len(body),
+            min_size=settings.compression_min_size,
+        ):
+            self.passthrough = True
+            await self.raw_send(start)
+            await self.raw_send(message)
+            return
+        chosen = self.coding
         headers = [h for h in headers if h[0] != b"content-length"]
         headers.append((b"content-encoding", chosen.encode()))
         start["headers"] = headers

@@ -43,6 +43,7 @@ SWITCHES: dict[str, tuple[str, ...]] = {
 _ONLY_FOR: dict[tuple[str, str], frozenset[str]] = {
     ("LAB_UPSTREAM_CLIENT", "blocking"): frozenset({"fastapi", "litestar", "aiohttp"}),
     ("LAB_HANDLERS", "sync"): frozenset({"fastapi"}),
+    ("LAB_MIDDLEWARE", "basehttp"): frozenset({"fastapi"}),  # Starlette's style
 }
 
 
@@ -93,6 +94,10 @@ class Settings:
     upstream_client: str = "async"  # async | blocking
     handlers: str = "async"  # async | sync
     limiter: str = "redis"  # redis | off
+    # Middleware experiment switches (SPEC §6): defaults are the production stack.
+    timing: bool = True  # LAB_TIMING=on|off: the Server-Timing header
+    access_log: bool = False  # LAB_ACCESS_LOG=off|on: one JSON line per request on stderr
+    middleware: str = "pure"  # LAB_MIDDLEWARE=pure|basehttp (basehttp: FastAPI only)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -133,6 +138,13 @@ class Settings:
                 "LAB_HANDLERS=sync and LAB_UPSTREAM_CLIENT=blocking both change GET /aggregate;"
                 " measure one at a time"
             )
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = e.get(name) or default
+            if value not in allowed:
+                raise SettingsError(f"{name} must be {'|'.join(allowed)}, got {value!r}")
+            return value
+
         return cls(
             database_url=e.get("LAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             redis_url=e.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -161,6 +173,9 @@ class Settings:
             upstream_client=upstream_client,
             handlers=handlers,
             limiter=switch("LAB_LIMITER"),
+            timing=choice("LAB_TIMING", "on", ("on", "off")) == "on",
+            access_log=choice("LAB_ACCESS_LOG", "off", ("off", "on")) == "on",
+            middleware=choice("LAB_MIDDLEWARE", "pure", ("pure", "basehttp")),
         )
 
 
@@ -176,7 +191,11 @@ def switch_from_env(name: str, env: Mapping[str, str] | None = None) -> str:
 def check_framework(settings: Settings, framework: str) -> Settings:
     """Refuse a switch value ``framework`` does not implement (SPEC §6); adapters call this
     at start-up, so the server stops with the reason instead of ignoring the switch."""
-    chosen = {"LAB_UPSTREAM_CLIENT": settings.upstream_client, "LAB_HANDLERS": settings.handlers}
+    chosen = {
+        "LAB_UPSTREAM_CLIENT": settings.upstream_client,
+        "LAB_HANDLERS": settings.handlers,
+        "LAB_MIDDLEWARE": settings.middleware,
+    }
     for (name, value), frameworks in _ONLY_FOR.items():
         if chosen[name] == value and framework not in frameworks:
             raise SettingsError(

@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from . import compression, negotiation
+from .accesslog import log_access
 from .problems import MAX_BODY_BYTES, payload_too_large
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -43,6 +44,8 @@ class LabWSGIMiddleware:
         stops a chunked body at that limit and hands back the truncated bytes (a 400, not a
         413). ``wsgi.input`` counts what it gives out and raises a 413
         :class:`~common.problems.Problem` from the read, for the app's handlers to render."""
+        if settings.middleware != "pure":  # SPEC §6: BaseHTTPMiddleware is Starlette's style
+            raise SettingsError("LAB_MIDDLEWARE=basehttp is FastAPI's (Starlette's style)")
         self.app = app
         self.settings = settings
 
@@ -59,7 +62,17 @@ class LabWSGIMiddleware:
         if environ.get("REQUEST_METHOD") != "HEAD":
             coding = negotiation.best_encoding(environ.get("HTTP_ACCEPT_ENCODING"))
         body = self.app(environ, response.start_response)
-        return response.finish(body, coding, start_response)
+        out = response.finish(body, coding, start_response)
+        if not self.settings.access_log:
+            return out
+        # LAB_ACCESS_LOG=on (SPEC §6): logged when the server closes the body, i.e. once sent.
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        status = int(response.status[:3]) if response.status else 500
+
+        def logged() -> None:
+            log_access(method, path, status, (time.perf_counter() - started) * 1000)
+
+        return _Chained([], iter(out), out, after=logged)
 
 
 class _Response:
@@ -81,8 +94,9 @@ class _Response:
     ) -> Callable[[bytes], object]:
         if exc_info is not None and exc_info[1] is not None and self.sent:
             raise exc_info[1].with_traceback(exc_info[2])  # too late to change the head
-        dur = (time.perf_counter() - self.started) * 1000
-        headers = [*headers, ("Server-Timing", f"app;dur={dur:.3f}")]
+        if self.mw.settings.timing:
+            dur = (time.perf_counter() - self.started) * 1000
+            headers = [*headers, ("Server-Timing", f"app;dur={dur:.3f}")]
         self.status, self.headers = status, headers
         return self.written.append
 
@@ -181,23 +195,33 @@ class _EncodedBody:
 
 
 class _Chained:
-    """``head`` chunks, then the rest of ``iterator``; ``close()`` closes ``source``."""
+    """``head`` chunks, then the rest of ``iterator``; ``close()`` closes ``source``, then
+    calls ``after`` (the access log's hook)."""
 
-    __slots__ = ("_head", "_iterator", "_source")
+    __slots__ = ("_after", "_head", "_iterator", "_source")
 
     def __init__(
-        self, head: list[bytes], iterator: Iterator[bytes], source: Iterable[bytes]
+        self,
+        head: list[bytes],
+        iterator: Iterator[bytes],
+        source: Iterable[bytes],
+        after: Callable[[], None] | None = None,
     ) -> None:
         self._head = head
         self._iterator = iterator
         self._source = source
+        self._after = after
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._head
         yield from self._iterator
 
     def close(self) -> None:
-        _close(self._source)
+        try:
+            _close(self._source)
+        finally:
+            if self._after is not None:
+                self._after()
 
 
 class LimitedInput:

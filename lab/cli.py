@@ -107,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--list", action="store_true", help="print the planned cells and exit")
     bench.add_argument("--strict", action="store_true", help="exit 1 when a cell failed or errored")
 
+    memory = sub.add_parser(
+        "memory", help="server RSS while streaming 1,000 vs 100,000 items (issue 8's goal)"
+    )
+    memory.add_argument("--framework", action="append", default=[])
+    memory.add_argument("--server", action="append", default=[])
+    memory.add_argument("--format", action="append", default=[], help="ndjson, json or csv")
+    memory.add_argument("--rounds", type=int, default=3, help="responses per phase")
+    memory.add_argument("--out", help="folder for memory.json and memory.md")
+
     report = sub.add_parser("report", help="tables, plots and the HTML report from results")
     report.add_argument("dir")
     techniques = sub.add_parser(
@@ -166,6 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import upstream
 
         return upstream.command(args.host, args.port, fail_every=args.fail_every)
+    if args.command == "memory":
+        from bench import memory, preflight
+
+        try:
+            return memory.command(args)
+        except preflight.PreflightError as exc:
+            print(f"lab memory: {exc}", file=sys.stderr)
+            return 2
     if args.command in {"bench", "report", "compare", "techniques"}:
         from bench import cli as bench_cli
 

@@ -146,7 +146,12 @@ def create_app() -> FastAPI:
     app = FastAPI(
         lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
     )
-    app.add_middleware(LabMiddleware, settings=settings)
+    if settings.middleware == "basehttp":  # experiment switch (SPEC §6): the style's cost
+        from common.basehttp import BaseHTTPLabMiddleware
+
+        app.add_middleware(BaseHTTPLabMiddleware, settings=settings)
+    else:
+        app.add_middleware(LabMiddleware, settings=settings)
     add_error_handlers(app)
 
     @app.get("/plaintext")

@@ -3,6 +3,9 @@
 ``app`` serves gunicorn's aiohttp worker; ``python -m impls.floors.hello_aiohttp --host H
 --port P --workers N`` is aiohttp's own server (N processes sharing the port with
 SO_REUSEPORT), the same shape as the lab's aiohttp launcher.
+
+``/db`` is the database path's floor: the pair's query on an asyncpg pool of the pair's size,
+opened in a ``cleanup_ctx`` and kept under an ``AppKey``, the row dumped with orjson.
 """
 
 from __future__ import annotations
@@ -10,10 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 import orjson
 from aiohttp import web
+
+from common import sql, techempower
+from impls.floors import db_pool
+
+POOL = web.AppKey("pool", asyncpg.Pool)
 
 
 def _dumps(value: object) -> str:
@@ -28,14 +37,28 @@ async def plaintext(request: web.Request) -> web.Response:
     return web.Response(text="Hello, World!")
 
 
+async def db(request: web.Request) -> web.Response:
+    row = await request.app[POOL].fetchrow(sql.WORLD_BY_ID, techempower.random_number())
+    body = orjson.dumps({"id": row[0], "randomNumber": row[1]})
+    return web.Response(body=body, content_type="application/json")
+
+
+async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with db_pool.asyncpg_pool() as pool:
+        app[POOL] = pool
+        yield
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, dumps=_dumps)
 
 
 def make_app() -> web.Application:
     application = web.Application()
+    application.cleanup_ctx.append(pool_ctx)
     application.router.add_get("/json", json)
     application.router.add_get("/plaintext", plaintext)
+    application.router.add_get("/db", db)
     application.router.add_get("/health", health)
     return application
 

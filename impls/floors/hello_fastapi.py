@@ -1,12 +1,23 @@
 """FastAPI's hello world, tuned as its docs advise: a return type so pydantic serialises the
 body straight to JSON bytes (FastAPI deprecated ``ORJSONResponse`` for this), no OpenAPI or
-docs routes."""
+docs routes.
+
+``/db`` is the database path's floor: the pair's query (``common.sql.WORLD_BY_ID``) on an
+asyncpg pool of the pair's size, opened in a lifespan, the row dumped with orjson; none of
+the lab's middleware, dependencies or error mapping."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
+
+from common import sql, techempower
+from impls.floors import db_pool
 
 
 class Message(BaseModel):
@@ -17,7 +28,13 @@ class Health(BaseModel):
     status: str
 
 
-app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
+    async with db_pool.asyncpg_pool() as pool:
+        yield {"pool": pool}
+
+
+app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
 
 @app.get("/json")
@@ -28,6 +45,13 @@ async def json() -> Message:
 @app.get("/plaintext", response_class=PlainTextResponse)
 async def plaintext() -> str:
     return "Hello, World!"
+
+
+@app.get("/db")
+async def db(request: Request) -> Response:
+    row = await request.state.pool.fetchrow(sql.WORLD_BY_ID, techempower.random_number())
+    body = orjson.dumps({"id": row[0], "randomNumber": row[1]})
+    return Response(body, media_type="application/json")
 
 
 @app.get("/health")

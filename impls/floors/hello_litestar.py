@@ -1,9 +1,20 @@
 """Litestar's hello world, tuned as its docs advise: async handlers (no thread hop), msgspec
-serialisation (its default), OpenAPI off."""
+serialisation (its default), OpenAPI off.
+
+``/db`` is the database path's floor: the pair's query on an asyncpg pool of the pair's size,
+opened in a lifespan and kept in ``app.state``, the row dumped with orjson."""
 
 from __future__ import annotations
 
-from litestar import Litestar, MediaType, get
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import State
+
+from common import sql, techempower
+from impls.floors import db_pool
 
 
 @get("/json")
@@ -16,9 +27,25 @@ async def plaintext() -> str:
     return "Hello, World!"
 
 
+@get("/db")
+async def db(state: State) -> Response[bytes]:
+    row = await state.pool.fetchrow(sql.WORLD_BY_ID, techempower.random_number())
+    body = orjson.dumps({"id": row[0], "randomNumber": row[1]})
+    return Response(body, media_type=MediaType.JSON)
+
+
 @get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-app = Litestar(route_handlers=[json, plaintext, health], openapi_config=None)
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    async with db_pool.asyncpg_pool() as pool:
+        app.state.pool = pool
+        yield
+
+
+app = Litestar(
+    route_handlers=[json, plaintext, db, health], openapi_config=None, lifespan=[lifespan]
+)

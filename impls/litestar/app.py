@@ -353,7 +353,7 @@ def _field_error(message: dict[str, Any]) -> FieldError:
 
 
 def create_app() -> LabMiddleware:
-    check_framework(get_settings(), "litestar")  # refuse switches Litestar lacks (SPEC §6)
+    settings = check_framework(get_settings(), "litestar")  # refuse what it lacks (SPEC §6)
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
@@ -372,7 +372,7 @@ def create_app() -> LabMiddleware:
     # Litestar runs ``middleware=[...]`` per route, after routing, so a 404 or a 405 would
     # never pass through it. The lab's middleware must see every response (Server-Timing,
     # Vary), so it wraps the whole application as plain ASGI instead.
-    return LabMiddleware(exact_paths(app), get_settings(), limit_body=False)  # type: ignore[arg-type]
+    return LabMiddleware(exact_paths(app), settings, limit_body=False)  # type: ignore[arg-type]
 
 
 def exact_paths(app: ASGIApp) -> ASGIApp:

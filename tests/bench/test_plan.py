@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.method import method_for
 from bench.plan import build_plan
-from bench.targets import select_targets
+from bench.targets import floors, select_targets
 from lab import matrix
 from lab.scenarios import scenario, scenarios
 
@@ -128,3 +128,24 @@ def test_method_modes() -> None:
     assert full.concurrency == (8, 64, 256)
     over = method_for(quick=False, duration_s=3, repeats=2, pin=False)
     assert (over.duration_s, over.repeats, over.pin) == (3.0, 2, False)
+
+
+def test_hello_floors_measure_the_database_path() -> None:
+    """The db floor (issue 8): each framework's hello world runs /db, in quick and full runs
+    alike, and needs PostgreSQL; the raw callables serve no /db and need nothing."""
+    quick = method_for(quick=True)
+    assert "db" in quick.floor_scenarios
+    targets = select_targets(("litestar",), ("uvicorn",))
+    by_id = {t.id: t for t in targets}
+    assert by_id["hello_litestar-uvicorn"].needs_services
+    assert not by_id["raw_asgi-uvicorn"].needs_services
+    groups = build_plan(targets, [s for s in scenarios() if s.quick], quick)
+    cells = {(c.target.id, c.scenario.id) for g in groups for c in g.cells}
+    assert ("hello_litestar-uvicorn", "db") in cells
+    assert ("hello_litestar-uvicorn", "json") in cells
+    assert ("raw_asgi-uvicorn", "json") in cells
+    assert ("raw_asgi-uvicorn", "db") not in cells
+    assert ("hello_litestar-uvicorn", "fortunes") not in cells  # a floor serves what it declares
+    for floor in floors():
+        if floor.floor_of == "framework":
+            assert "db" in floor.scenarios and floor.services, floor.name

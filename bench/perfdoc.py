@@ -1,0 +1,94 @@
+"""The tables of ``docs/performance.md``, generated from committed results (never typed in).
+
+``python -m bench.perfdoc RUN_DIR [--memory MEMORY_DIR]`` prints markdown: for ``/json``,
+``/db`` and ``/fortunes``, every pair's requests/s with its ratio to the raw server floor
+(``x server``) and to its framework's hello world (``x fw``), checked against issue 8's
+goals (``/json`` keeps at least 0.90 of the hello world, ``/db`` at least 0.80 of the
+hello world's ``/db``); then, with ``--memory``, the streaming-memory table of ``lab
+memory``. RUN_DIR is a ``lab bench`` run (its ``summary.json``); the ratios are the ones
+``bench.stats`` computed there, over the median of the run's repeats at one concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import memory
+
+__all__ = ["GOALS", "floor_tables", "main"]
+
+# scenario -> the x fw floor ratio issue 8 asks for (None: reported, no goal)
+GOALS: dict[str, float | None] = {"json": 0.90, "db": 0.80, "fortunes": None}
+
+
+def _ratio(row: dict[str, Any], role: str) -> float | None:
+    ref = (row.get("floors") or {}).get(role)
+    value = ref.get("rps_ratio") if ref else None
+    return None if value is None else float(value)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [r for r in summary["rows"] if r["role"] == "pair" and r["concurrency"] == concurrency]
+    out = [
+        f"Run `{summary['run_id']}`, {concurrency} connections; medians over its repeats. "
+        "`x server`: over the raw ASGI/WSGI callable on the same server (json only: the raw "
+        "floors serve no database routes); `x fw`: over the framework's hello world on the "
+        "same server (json, and db against the hello world's minimal /db).",
+        "",
+    ]
+    for scenario, goal in GOALS.items():
+        chosen = sorted(
+            (r for r in rows if r["scenario"] == scenario), key=lambda r: str(r["target"])
+        )
+        if not chosen:
+            out += [f"### /{scenario}", "", "(not in this run)", ""]
+            continue
+        goal_text = f"goal x fw >= {goal:.2f}" if goal is not None else "no goal"
+        out += [
+            f"### /{scenario} ({goal_text})",
+            "",
+            "| pair | req/s | x server | x fw | goal |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for r in chosen:
+            fw = _ratio(r, "framework")
+            verdict = (
+                "-" if goal is None or fw is None else ("met" if fw >= goal else "**not met**")
+            )
+            if r["outcome"] != "ok":
+                verdict = r["outcome"]
+            median = (r.get("rps") or {}).get("median")
+            rps = "-" if median is None else f"{median:,.0f}"
+            out.append(
+                f"| {r['target']} | {rps} | {_fmt(_ratio(r, 'server'))} | {_fmt(fw)} | {verdict} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perfdoc", description=__doc__)
+    parser.add_argument("run", help="a lab bench run folder (summary.json)")
+    parser.add_argument("--memory", help="a lab memory folder (memory.json)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args(argv)
+    text = floor_tables(Path(args.run), args.concurrency)
+    if args.memory:
+        header, results = memory.load_results(Path(args.memory) / "memory.json")
+        text += "\n" + memory.markdown(results, header)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
