@@ -75,12 +75,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
+    # async def: FastAPI runs a plain ``def`` dependency in its threadpool, a thread hop on
+    # every request that only reads an attribute.
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_sync_resources(request: Request) -> SyncResources:
+async def get_sync_resources(request: Request) -> SyncResources:
     resources: SyncResources = request.app.state.sync_resources
     return resources
 
