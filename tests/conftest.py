@@ -55,12 +55,8 @@ def services() -> Iterator[Services]:
         init_db(urls.database_url)
         yield urls
         return
-    private = PrivateServices("lab-test-session")
-    try:
-        private.start()
+    with PrivateServices("lab-test-session") as private:
         yield private.urls
-    finally:
-        private.stop()
 
 
 @pytest.fixture(scope="session")

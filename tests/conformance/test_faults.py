@@ -30,11 +30,8 @@ FAIL_FAST_S = 5.0
 @pytest.fixture(scope="session")
 def private() -> Iterator[PrivateServices]:
     """PostgreSQL and Redis of our own, seeded, on fixed ports so a restart keeps the URL."""
-    services = PrivateServices("lab-test-faults")
-    try:
-        yield services.start()
-    finally:
-        services.stop()
+    with PrivateServices("lab-test-faults") as services:
+        yield services
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,8 @@ from tests.support.services import PrivateServices, Services
 def private() -> Iterator[PrivateServices]:
     """PostgreSQL and Redis of the suite's own, seeded, on fixed ports so that a restart
     keeps the URL: the fault tests stop and start them under running servers."""
-    services = PrivateServices("lab-test-reliability")
-    try:
-        yield services.start()
-    finally:
-        services.stop()
+    with PrivateServices("lab-test-reliability") as services:
+        yield services
 
 
 @pytest.fixture(scope="session")

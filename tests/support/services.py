@@ -110,6 +110,16 @@ class PrivateServices:
         init_db(self.postgres.url)
         return self
 
+    def __enter__(self) -> PrivateServices:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def start_postgres(self) -> None:
         if not self.postgres.running:
             self.postgres.start()
