@@ -43,7 +43,8 @@ def _sum(answered: dict[str, dict[str, int]], keep: Any) -> int:
 def faults_table(docs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| pair | requests | normal | 503 | BYPASS | fail-open | 504 | 502 | no answer "
-        "| recovery s: PostgreSQL / Redis / upstream | POST 201 = rows | p99 / max ms |",
+        "| recovery s: PostgreSQL / Redis / upstream | POST rows = 201 + stored-but-503 "
+        "| p99 / max ms |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|",
     ]
     for d in docs:
@@ -58,7 +59,8 @@ def faults_table(docs: list[dict[str, Any]]) -> list[str]:
             f"| {_sum(a, lambda k: k == '200 fail-open'):,} | {agg.get('504', 0):,} "
             f"| {agg.get('502', 0):,} | {d['no_answer']:,} "
             f"| {_s(rec.get('postgres'))} / {_s(rec.get('redis'))} / {_s(rec.get('upstream'))} "
-            f"| {posts['accepted']:,} = {posts['rows']:,} "
+            f"| {posts['rows']:,} = {posts['accepted']:,} + "
+            f"{posts.get('stored_but_answered_503', 0):,} "
             f"| {_ms(d['latency']['p99_ms'])} / {_ms(d['latency']['max_ms'])} |"
         )
     return lines

@@ -261,6 +261,15 @@ def test_faults_under_load(
             per_fault[fault.name] += 1
     hangs = [a for a in answers if a.latency_s > hang_bound_s(a)]
 
+    # A POST in flight when PostgreSQL stops can commit and then lose its reply with the
+    # connection: the row exists, the client got a 503. Not lost and not duplicated, but
+    # ambiguous to the client (a retry would store it twice; an idempotency key is the cure,
+    # which the contract does not have). Counted, and allowed only in that window.
+    stored_names = {n for _, n in rows}
+    ambiguous = [
+        a for a in answers if a.route == "post" and a.status != 201 and a.name in stored_names
+    ]
+
     figures = {
         "marker": marker,
         "config": dict(CONFIG.env),
@@ -284,7 +293,11 @@ def test_faults_under_load(
             }
             for f in faults
         ],
-        "posts": {"accepted": len(accepted), "rows": len(rows)},
+        "posts": {
+            "accepted": len(accepted),
+            "rows": len(rows),
+            "stored_but_answered_503": len(ambiguous),
+        },
         "violations": {
             "unexplained": len(unexplained),
             "after_recovery": len(late),
@@ -314,6 +327,17 @@ def test_faults_under_load(
     # No accepted POST lost or duplicated.
     names = [n for _, n in rows]
     assert len(names) == len(set(names)), "a POST stored twice"
-    assert {a.name for a in accepted} == set(names), "201s and stored rows differ"
+    assert {a.name for a in accepted} <= set(names), "a 201 whose row is not stored"
+    pg = by_fault["postgres"]
+    for a in ambiguous:
+        assert a.status == 503 and a.ended >= pg.began and a.started <= pg.back, (
+            f"stored without a 201, outside PostgreSQL's stop: {a.key()} {a.name}"
+        )
+    assert set(names) == {a.name for a in accepted} | {a.name for a in ambiguous}, (
+        "a stored row no POST of this run explains"
+    )
+    accepted_names = {a.name for a in accepted}
     locations = {a.location for a in accepted}
-    assert locations == {f"/items/{i}" for i, _ in rows}, "Location headers and row ids differ"
+    assert locations == {f"/items/{i}" for i, n in rows if n in accepted_names}, (
+        "Location headers and row ids differ"
+    )
