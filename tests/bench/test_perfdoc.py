@@ -19,7 +19,8 @@ def _row(target: str, scenario: str, rps: float, server: float | None, fw: float
         "scenario": scenario,
         "concurrency": 64,
         "outcome": "ok",
-        "rps": {"median": rps},
+        "rps": {"median": rps, "spread": 0.05},
+        "cpu_s_per_1k": 0.2,
         "floors": {"server": ref(server), "framework": ref(fw)},
     }
 
@@ -31,12 +32,29 @@ def test_floor_tables_check_each_goal(tmp_path: Path) -> None:
         _row("a-x", "db", 5_000, None, 0.81),
         {**_row("a-x", "fortunes", 4_000, None, None)},
         {**_row("a-x", "json", 1, 1.0, 1.0), "concurrency": 8},  # another level: left out
+        # the framework floor the rows name: half the CPU per request on json
+        {**_row("floor", "json", 40_000, None, None), "role": "floor", "cpu_s_per_1k": 0.1},
     ]
     (tmp_path / "summary.json").write_text(json.dumps({"run_id": "r1", "rows": rows}))
     text = perfdoc.floor_tables(tmp_path)
-    assert "| a-x | 20,000 | 0.50 | 0.95 | met |" in text
-    assert "| b-x | 10,000 | 0.30 | 0.70 | **not met** |" in text
-    assert "| a-x | 5,000 | - | 0.81 | met |" in text
-    assert "| a-x | 4,000 | - | - | - |" in text
+    assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | 0.50 | met |" in text
+    assert "| b-x | 10,000 | 5% | 0.30 | 0.70 | 0.50 | **not met** |" in text
+    assert "| a-x | 5,000 | 5% | - | 0.81 | - | met |" in text  # no db floor row in the run
+    assert "| a-x | 4,000 | 5% | - | - | - | - |" in text
     assert "| a-x | 1 |" not in text
     assert perfdoc.main([str(tmp_path)]) == 0
+
+
+def test_update_rewrites_only_the_generated_block(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [_row("a-x", "json", 20_000, 0.5, 0.95)]
+    (run / "summary.json").write_text(json.dumps({"run_id": "r1", "rows": rows}))
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Prose\n\n{perfdoc.BEGIN}\nold table\n{perfdoc.END}\n\nMore prose.\n")
+    assert perfdoc.main([str(run), "--update", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("# Prose\n\n")
+    assert text.endswith(f"{perfdoc.END}\n\nMore prose.\n")
+    assert "old table" not in text
+    assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | - | met |" in text

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import docblock
 from lab import matrix
 from tests.support.traffic import figures_dir
 
@@ -124,15 +125,6 @@ def render(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def update(doc: Path, text: str) -> None:
-    body = doc.read_text()
-    if BEGIN not in body or END not in body:
-        raise SystemExit(f"{doc}: no {BEGIN} … {END} block to replace")
-    head, rest = body.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.figures")
     parser.add_argument("dir", nargs="?", type=Path, default=None)
@@ -140,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     text = render(args.dir or figures_dir())
     if args.update:
-        update(args.update, text)
+        docblock.fill_file(args.update, BEGIN, END, text)
     else:
         sys.stdout.write(text)
     return 0
