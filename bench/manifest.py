@@ -162,6 +162,18 @@ def lab_env() -> dict[str, str]:
     return {k: redact_url(v) if "://" in v else v for k, v in sorted(env.items())}
 
 
+def environment(database_url: str | None, redis_url: str | None) -> dict[str, Any]:
+    """Where a measurement ran: the part of a manifest every command's results carry."""
+    return {
+        "git": git_info(),
+        "machine": machine(),
+        "python": python(),
+        "packages": packages(),
+        "services": service_versions(database_url, redis_url),
+        "env": lab_env(),
+    }
+
+
 def session(argv: list[str]) -> dict[str, Any]:
     return {
         "started_at": now_iso(),

@@ -215,12 +215,7 @@ def command(
         "run_id": run_id,
         "created_at": manifest.now_iso(),
         "command": ["lab", *sys.argv[1:]],
-        "git": manifest.git_info(),
-        "machine": manifest.machine(),
-        "python": manifest.python(),
-        "packages": manifest.packages(),
-        "services": manifest.service_versions(urls.database_url, urls.redis_url),
-        "env": manifest.lab_env(),
+        **manifest.environment(urls.database_url, urls.redis_url),
         "method": {
             "small": SMALL,
             "large": LARGE,

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["TreeSample", "TreeSampler", "tree_affinity", "tree_cpu_s", "wait_idle"]
+__all__ = ["TreeSample", "TreeSampler", "tree_affinity", "tree_cpu_s", "tree_pids", "wait_idle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,11 @@ def _tree(pid: int) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def tree_pids(pid: int) -> list[int]:
+    """The process and its live descendants."""
+    return [proc.pid for proc in _tree(pid)]
 
 
 def tree_affinity(pid: int) -> list[int]:

@@ -116,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     memory.add_argument("--rounds", type=int, default=3, help="responses per phase")
     memory.add_argument("--out", help="folder for memory.json and memory.md")
 
+    instructions = sub.add_parser(
+        "instructions",
+        help="CPU instructions per request of each pair and its floors, under callgrind",
+    )
+    instructions.add_argument("--framework", action="append", default=[])
+    instructions.add_argument("--server", action="append", default=[])
+    instructions.add_argument(
+        "--scenario", action="append", default=[], help="default: json and db"
+    )
+    instructions.add_argument("--requests", type=int, default=500, help="counted requests")
+    instructions.add_argument("--out", help="folder for instructions.json and .md")
+
     report = sub.add_parser("report", help="tables, plots and the HTML report from results")
     report.add_argument("dir")
     techniques = sub.add_parser(
@@ -182,6 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return memory.command(args)
         except preflight.PreflightError as exc:
             print(f"lab memory: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "instructions":
+        from bench import instructions, preflight
+
+        try:
+            return instructions.command(args)
+        except preflight.PreflightError as exc:
+            print(f"lab instructions: {exc}", file=sys.stderr)
             return 2
     if args.command in {"bench", "report", "compare", "techniques"}:
         from bench import cli as bench_cli

@@ -1,0 +1,286 @@
+"""``lab instructions``: what a request costs each pair in CPU instructions, next to its floors.
+
+Requests/s on a shared machine swing by tens of percent between repeats of the same cell
+(read the ``spread`` column of any run), which hides a 10 % overhead. An instruction count
+does not swing: valgrind's callgrind counts the instructions a process executes, the same
+count (to well under 1 %) for the same binary, inputs and environment, whatever else the
+machine is doing. So the lab answers "what does the stack cost over the framework's hello
+world?" twice: as a requests/s ratio under load (``lab bench``, the goal) and as an
+instruction ratio here (steady, and what a profile can be checked against).
+
+Method, per target and scenario: a fresh server under ``valgrind --tool=callgrind
+--instr-atstart=no --trace-children=yes`` (pre-fork workers are counted too); warm-up
+requests with counting off; counting switched on in every process of the server's tree
+(``callgrind_control -i on PID``); ``--requests`` requests one at a time on one keep-alive
+connection, each checked for the scenario's status; counting off, a dump, the server
+stopped. Instructions per request is the sum over the tree's dumps divided by the count.
+
+What it does not see: time in the kernel (the syscalls are the same for a pair and its
+floor: one read and one write per request), cache misses, and waiting; and one request at
+a time is not 64 in flight. It complements the requests/s figure; it does not replace it.
+Writes ``instructions.json`` (results plus the environment, as ``lab bench``'s manifest)
+and ``instructions.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import matrix, procs
+from lab.scenarios import scenario
+
+from . import manifest, preflight
+from .monitor import tree_pids
+from .targets import Target, floor_of, select_targets
+
+__all__ = ["DEFAULT_SCENARIOS", "Result", "command", "markdown", "measure", "ratios"]
+
+HOST = "127.0.0.1"
+DEFAULT_SCENARIOS = ("json", "db")
+READY_TIMEOUT_S = 240.0  # start-up under valgrind is tens of times slower
+WARMUP_REQUESTS = 100
+DUMP_TIMEOUT_S = 60.0
+_TOTALS = re.compile(rb"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    target: str
+    role: str  # "pair" | "floor"
+    framework: str | None
+    server: str
+    scenario: str
+    requests: int
+    processes: int  # processes of the server's tree that were counted
+    instructions: int
+
+    @property
+    def per_request(self) -> float:
+        return self.instructions / self.requests
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "per_request": round(self.per_request)}
+
+
+def _callgrind_control(*args: str) -> bool:
+    done = subprocess.run(
+        ["callgrind_control", *args], capture_output=True, check=False, timeout=60
+    )
+    return done.returncode == 0
+
+
+def _send(base: str, path: str, count: int, expect: Sequence[int]) -> None:
+    """``count`` requests one after another on one connection (http.client reconnects by
+    itself when a server closes it, as gunicorn's sync worker does after every response)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    try:
+        for _ in range(count):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            if response.status not in expect:
+                raise RuntimeError(f"GET {path}: HTTP {response.status}, expected {expect}")
+    finally:
+        conn.close()
+
+
+def _dumped(out_dir: Path, slug: str, pids: Sequence[int]) -> list[Path]:
+    """The dump files ``callgrind_control -d`` asked for (``<slug>.<pid>.out.<n>``); the
+    dump is written when the process next runs valgrind's scheduler, so wait for it."""
+    deadline = time.monotonic() + DUMP_TIMEOUT_S
+    while True:
+        files = sorted(out_dir.glob(f"{slug}.*.out.*"))
+        dumped_pids = {int(f.name.split(".")[-3]) for f in files}
+        if set(pids) <= dumped_pids and all(f.stat().st_size > 0 for f in files):
+            return files
+        if time.monotonic() > deadline:
+            missing = sorted(set(pids) - dumped_pids)
+            raise RuntimeError(f"callgrind wrote no dump for pid(s) {missing}")
+        time.sleep(0.2)
+
+
+def _instructions(files: Sequence[Path]) -> int:
+    total = 0
+    for f in files:
+        found = _TOTALS.findall(f.read_bytes())
+        if not found:
+            raise RuntimeError(f"{f}: no totals line")
+        total += int(found[-1])
+    return total
+
+
+def measure(
+    target: Target, scenario_name: str, *, env: dict[str, str], out: Path, requests: int
+) -> Result:
+    """One fresh server for ``target`` under callgrind, ``requests`` counted requests."""
+    spec = scenario(scenario_name)
+    slug = f"{target.id}__{scenario_name}"
+    raw = out / "raw"
+    for old in raw.glob(f"{slug}.*"):
+        old.unlink()
+    port = procs.free_port(HOST)
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        "--trace-children=yes",
+        f"--callgrind-out-file={raw}/{slug}.%p.out",
+        *target.pair.argv(host=HOST, port=port, workers=1),
+    ]
+    base = f"http://{HOST}:{port}"
+    with (raw / f"{slug}.server.log").open("ab") as log:
+        proc = procs.spawn(
+            argv,
+            env={**os.environ, **env, **target.pair.env},
+            cwd=matrix.REPO_ROOT,
+            stdout=log.fileno(),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            procs.wait_http_ok(f"{base}/health", timeout_s=READY_TIMEOUT_S, proc=proc)
+            _send(base, spec.sample_path(), WARMUP_REQUESTS, spec.expect)
+            pids = [pid for pid in tree_pids(proc.pid) if _callgrind_control("-i", "on", str(pid))]
+            if not pids:
+                raise RuntimeError("callgrind_control reached no process of the server")
+            _send(base, spec.sample_path(), requests, spec.expect)
+            for pid in pids:
+                _callgrind_control("-i", "off", str(pid))
+                _callgrind_control("-d", str(pid))
+            instructions = _instructions(_dumped(raw, slug, pids))
+        finally:
+            procs.stop_group(proc)
+    return Result(
+        target.id,
+        target.role,
+        target.framework,
+        target.server,
+        scenario_name,
+        requests,
+        len(pids),
+        instructions,
+    )
+
+
+def ratios(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Per pair and scenario: its instructions per request and, for each floor measured on
+    the same server and scenario, the floor's over the pair's (1.00: the stack costs nothing;
+    0.80: the pair executes 1.25 times the floor's instructions)."""
+    by_key = {(r.target, r.scenario): r for r in results}
+    floors = {t.id: t for t in select_targets() if t.floor is not None}
+    rows = []
+    for r in results:
+        if r.role != "pair":
+            continue
+        pair = matrix.pair(str(r.framework), r.server)
+        row: dict[str, Any] = {
+            "target": r.target,
+            "scenario": r.scenario,
+            "per_request": r.per_request,
+        }
+        for floor_id, floor in floors.items():
+            assert floor.floor is not None
+            ref = by_key.get((floor_id, r.scenario))
+            same_server = floor.server == r.server
+            if ref is not None and same_server and floor_of(Target(pair, "pair"), floor.floor):
+                row[floor.floor.floor_of] = {
+                    "target": floor_id,
+                    "per_request": ref.per_request,
+                    "ratio": ref.per_request / r.per_request,
+                }
+        rows.append(row)
+    return rows
+
+
+def _k(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1000:,.1f}k"
+
+
+def _ratio(ref: dict[str, Any] | None) -> str:
+    return "-" if ref is None else f"{ref['ratio']:.2f}"
+
+
+def markdown(results: Sequence[Result], header: dict[str, Any]) -> str:
+    machine = header.get("machine", {})
+    method = header.get("method", {})
+    lines = [
+        f"# Instructions per request: {header.get('run_id', '')}",
+        "",
+        f"{machine.get('cpu_model') or 'unknown CPU'}, Python "
+        f"{header.get('python', {}).get('version', '?')}; commit "
+        f"{str(header.get('git', {}).get('commit') or '?')[:12]}; callgrind, "
+        f"{method.get('requests', '?')} requests one at a time after "
+        f"{method.get('warmup_requests', '?')} uncounted, 1 worker; the server's whole process "
+        "tree counted. `x fw`: the framework's hello world's instructions per request over "
+        "the pair's; `x server`: the raw ASGI/WSGI callable's over the pair's.",
+        "",
+        "| pair | scenario | instr/req | hello world | x fw | raw callable | x server |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in ratios(results):
+        fw, server = row.get("framework"), row.get("server")
+        lines.append(
+            f"| {row['target']} | {row['scenario']} | {_k(row['per_request'])} "
+            f"| {_k(fw and fw['per_request'])} | {_ratio(fw)} "
+            f"| {_k(server and server['per_request'])} | {_ratio(server)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def load_results(path: Path) -> tuple[dict[str, Any], list[Result]]:
+    doc = json.loads(path.read_text())
+    fields = set(Result.__dataclass_fields__)
+    return doc, [Result(**{k: v for k, v in r.items() if k in fields}) for r in doc["results"]]
+
+
+def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = measure) -> int:
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            raise preflight.PreflightError(f"{tool} not found: apt-get install valgrind")
+    names = list(args.scenario or DEFAULT_SCENARIOS)
+    for name in names:
+        scenario(name)  # KeyError names the unknown one
+    try:
+        targets = select_targets(tuple(args.framework or ()), tuple(args.server or ()))
+    except KeyError as exc:
+        raise preflight.PreflightError(str(exc)) from None
+    if not targets:
+        raise preflight.PreflightError("no pair matches --framework/--server")
+    urls = preflight.resolve_services()
+    preflight.check_seeded(urls.database_url)
+    env = {"LAB_DATABASE_URL": urls.database_url, "LAB_REDIS_URL": urls.redis_url}
+    run_id = time.strftime("%Y%m%dT%H%M%SZ-instructions", time.gmtime())
+    out = Path(args.out) if args.out else matrix.REPO_ROOT / "results" / run_id
+    (out / "raw").mkdir(parents=True, exist_ok=True)
+    header = {
+        "schema": "lab.instructions/1",
+        "run_id": run_id,
+        "created_at": manifest.now_iso(),
+        "command": ["lab", *sys.argv[1:]],
+        **manifest.environment(urls.database_url, urls.redis_url),
+        "method": {"requests": args.requests, "warmup_requests": WARMUP_REQUESTS, "workers": 1},
+    }
+    results: list[Result] = []
+    for target in targets:
+        served = target.floor.scenarios if target.floor is not None else names
+        for name in (n for n in names if n in served):
+            result = measure_fn(target, name, env=env, out=out, requests=args.requests)
+            results.append(result)
+            print(f"{target.id:34} {name:9} {result.per_request:>12,.0f} instr/req", flush=True)
+            doc = {**header, "results": [r.to_json() for r in results]}
+            (out / "instructions.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "instructions.md").write_text(markdown(results, header))
+    print(f"lab instructions: {out / 'instructions.md'}")
+    return 0
