@@ -251,7 +251,10 @@ def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = mea
             raise preflight.PreflightError(f"{tool} not found: apt-get install valgrind")
     names = list(args.scenario or DEFAULT_SCENARIOS)
     for name in names:
-        scenario(name)  # KeyError names the unknown one
+        try:
+            scenario(name)
+        except KeyError:
+            raise preflight.PreflightError(f"unknown scenario {name!r}") from None
     try:
         targets = select_targets(tuple(args.framework or ()), tuple(args.server or ()))
     except KeyError as exc:

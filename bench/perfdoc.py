@@ -5,7 +5,8 @@
 (``x server``) and to its framework's hello world (``x fw``), checked against issue 8's
 goals (``/json`` keeps at least 0.90 of the hello world, ``/db`` at least 0.80 of the
 hello world's ``/db``); then, with ``--memory``, the streaming-memory table of ``lab
-memory``. RUN_DIR is a ``lab bench`` run (its ``summary.json``); the ratios are the ones
+memory``, and with ``--instructions`` the instruction counts of ``lab instructions``.
+RUN_DIR is a ``lab bench`` run (its ``summary.json``); the ratios are the ones
 ``bench.stats`` computed there, over the median of the run's repeats at one concurrency.
 With ``--update docs/performance.md`` the output replaces the page's generated block instead
 of going to stdout.
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import docblock, memory
+from . import docblock, instructions, memory
 
 __all__ = ["BEGIN", "END", "GOALS", "floor_tables", "main"]
 
@@ -100,17 +101,32 @@ def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
     return "\n".join(out)
 
 
+def _demote(markdown: str) -> str:
+    """A standalone report's title as a section of the page (``#`` becomes ``###``)."""
+    return markdown.replace("# ", "### ", 1) if markdown.startswith("# ") else markdown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perfdoc", description=__doc__)
     parser.add_argument("run", help="a lab bench run folder (summary.json)")
     parser.add_argument("--memory", help="a lab memory folder (memory.json)")
+    parser.add_argument(
+        "--instructions",
+        action="append",
+        default=[],
+        help="a lab instructions folder (instructions.json); repeat for a follow-up run, "
+        "each rendered as its own table (ratios never mix runs)",
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--update", type=Path, help="rewrite the generated block of this page")
     args = parser.parse_args(argv)
     text = floor_tables(Path(args.run), args.concurrency)
     if args.memory:
         header, results = memory.load_results(Path(args.memory) / "memory.json")
-        text += "\n" + memory.markdown(results, header)
+        text += "\n" + _demote(memory.markdown(results, header))
+    for folder in args.instructions:
+        doc, counted = instructions.load_results(Path(folder) / "instructions.json")
+        text += "\n" + _demote(instructions.markdown(counted, doc))
     if args.update:
         docblock.fill_file(args.update, BEGIN, END, text)
     else:

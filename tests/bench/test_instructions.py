@@ -1,0 +1,79 @@
+"""``lab instructions``: the ratios and table from synthetic counts, the dump parsing, and
+one real pair with its floor counted under callgrind end to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import instructions, preflight
+from lab.cli import main
+
+
+def _r(target: str, role: str, fw: str | None, server: str, scenario: str, per: int) -> Any:
+    return instructions.Result(target, role, fw, server, scenario, 100, 1, per * 100)
+
+
+def test_ratios_read_each_pair_against_its_floors_on_the_same_server() -> None:
+    results = [
+        _r("fastapi-uvicorn", "pair", "fastapi", "uvicorn", "json", 250_000),
+        _r("hello_fastapi-uvicorn", "floor", "fastapi", "uvicorn", "json", 200_000),
+        _r("raw_asgi-uvicorn", "floor", None, "uvicorn", "json", 50_000),
+        # the same floors on another server must not be taken for uvicorn's
+        _r("hello_fastapi-granian", "floor", "fastapi", "granian", "json", 1_000),
+        _r("fastapi-uvicorn", "pair", "fastapi", "uvicorn", "db", 500_000),
+    ]
+    rows = {(r["target"], r["scenario"]): r for r in instructions.ratios(results)}
+    json_row = rows["fastapi-uvicorn", "json"]
+    assert json_row["framework"]["ratio"] == pytest.approx(0.8)
+    assert json_row["server"]["ratio"] == pytest.approx(0.2)
+    assert "framework" not in rows["fastapi-uvicorn", "db"]  # no db floor measured
+    text = instructions.markdown(results, {"run_id": "r", "method": {"requests": 100}})
+    assert "| fastapi-uvicorn | json | 250.0k | 200.0k | 0.80 | 50.0k | 0.20 |" in text
+    assert "| fastapi-uvicorn | db | 500.0k | - | - | - | - |" in text
+
+
+def test_dump_totals_are_summed_over_the_process_tree(tmp_path: Path) -> None:
+    (tmp_path / "a.1.out.1").write_text("events: Ir\nfn=x\n1 5\ntotals: 1200\n")
+    (tmp_path / "a.2.out.1").write_text("events: Ir\nsummary: 34\n")
+    assert instructions._instructions(sorted(tmp_path.iterdir())) == 1234
+    (tmp_path / "bad.out.1").write_text("events: Ir\n")
+    with pytest.raises(RuntimeError, match="no totals"):
+        instructions._instructions([tmp_path / "bad.out.1"])
+
+
+@pytest.fixture(scope="module")
+def ready(services: Any) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LAB_DATABASE_URL", services.database_url)
+        env.setenv("LAB_REDIS_URL", services.redis_url)
+        preflight.check_seeded(services.database_url)
+        yield
+
+
+def test_lab_instructions_counts_a_real_pair_and_its_floor(ready: None, tmp_path: Path) -> None:
+    code = main(
+        ["instructions", "--framework", "aiohttp", "--server", "aiohttp", "--scenario", "json",
+         "--requests", "50", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads((tmp_path / "instructions.json").read_text())
+    assert doc["schema"] == "lab.instructions/1" and doc["packages"]["aiohttp"]
+    counts = {r["target"]: r for r in doc["results"]}
+    assert set(counts) == {"aiohttp-aiohttp", "hello_aiohttp-aiohttp"}
+    for row in counts.values():
+        assert row["requests"] == 50 and row["processes"] >= 1
+        # a Python HTTP request is tens of thousands of instructions at the very least
+        assert 20_000 < row["per_request"] < 50_000_000
+    # the lab's stack does more than a hello world, never less
+    assert counts["aiohttp-aiohttp"]["per_request"] > counts["hello_aiohttp-aiohttp"]["per_request"]
+    assert "| aiohttp-aiohttp | json |" in (tmp_path / "instructions.md").read_text()
+
+
+def test_lab_instructions_rejects_an_unknown_framework(tmp_path: Path) -> None:
+    assert main(["instructions", "--framework", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["instructions", "--scenario", "nope", "--out", str(tmp_path)]) == 2
