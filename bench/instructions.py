@@ -212,9 +212,16 @@ def _ratio(ref: dict[str, Any] | None) -> str:
     return "-" if ref is None else f"{ref['ratio']:.2f}"
 
 
-def markdown(results: Sequence[Result], header: dict[str, Any]) -> str:
+def markdown(
+    results: Sequence[Result],
+    header: dict[str, Any],
+    goals: dict[str, float | None] | None = None,
+) -> str:
+    """The table; with ``goals`` (scenario -> the ``x fw`` to reach), a column that says
+    whether the instruction ratio reaches the goal set for the requests/s ratio."""
     machine = header.get("machine", {})
     method = header.get("method", {})
+    goals = goals or {}
     lines = [
         f"# Instructions per request: {header.get('run_id', '')}",
         "",
@@ -226,15 +233,19 @@ def markdown(results: Sequence[Result], header: dict[str, Any]) -> str:
         "tree counted. `x fw`: the framework's hello world's instructions per request over "
         "the pair's; `x server`: the raw ASGI/WSGI callable's over the pair's.",
         "",
-        "| pair | scenario | instr/req | hello world | x fw | raw callable | x server |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| pair | scenario | instr/req | hello world | x fw | raw callable | x server | goal |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in ratios(results):
         fw, server = row.get("framework"), row.get("server")
+        goal = goals.get(row["scenario"])
+        verdict = "-"
+        if goal is not None and fw is not None:
+            verdict = f"{'met' if fw['ratio'] >= goal else '**not met**'} (>= {goal:.2f})"
         lines.append(
             f"| {row['target']} | {row['scenario']} | {_k(row['per_request'])} "
             f"| {_k(fw and fw['per_request'])} | {_ratio(fw)} "
-            f"| {_k(server and server['per_request'])} | {_ratio(server)} |"
+            f"| {_k(server and server['per_request'])} | {_ratio(server)} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 

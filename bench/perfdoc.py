@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ BEGIN, END = "<!-- perfdoc:begin -->", "<!-- perfdoc:end -->"
 
 # scenario -> the x fw floor ratio issue 8 asks for (None: reported, no goal)
 GOALS: dict[str, float | None] = {"json": 0.90, "db": 0.80, "fortunes": None}
+QUICK_GOAL_MIN = 10
 
 
 def _ratio(row: dict[str, Any], role: str) -> float | None:
@@ -101,6 +103,24 @@ def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
     return "\n".join(out)
 
 
+def quick_wall_time(run_dir: Path) -> str:
+    """Harness cost from a quick run's own record: its first cell's start to its last
+    cell's end (what ``time nox -s bench`` measures, less the environment's install)."""
+    cells = [json.loads(f.read_text()) for f in sorted((run_dir / "cells").glob("*.json"))]
+    starts = [c["started_at"] for c in cells if c.get("started_at")]
+    ends = [c["finished_at"] for c in cells if c.get("finished_at")]
+    if not starts or not ends:
+        return f"Quick run `{run_dir.name}`: no finished cells."
+    first, last = datetime.fromisoformat(min(starts)), datetime.fromisoformat(max(ends))
+    minutes = (last - first).total_seconds() / 60
+    verdict = "met" if minutes <= QUICK_GOAL_MIN else "**not met**"
+    return (
+        f"Quick matrix: run `{run_dir.name}`, {len(cells)} cells, {minutes:.1f} minutes from "
+        f"the first cell's start to the last cell's end (goal <= {QUICK_GOAL_MIN} min: "
+        f"{verdict}).\n"
+    )
+
+
 def _demote(markdown: str) -> str:
     """A standalone report's title as a section of the page (``#`` becomes ``###``)."""
     return markdown.replace("# ", "### ", 1) if markdown.startswith("# ") else markdown
@@ -117,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a lab instructions folder (instructions.json); repeat for a follow-up run, "
         "each rendered as its own table (ratios never mix runs)",
     )
+    parser.add_argument("--quick", help="a quick run (nox -s bench) for the harness-cost line")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--update", type=Path, help="rewrite the generated block of this page")
     args = parser.parse_args(argv)
@@ -124,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.memory:
         header, results = memory.load_results(Path(args.memory) / "memory.json")
         text += "\n" + _demote(memory.markdown(results, header))
+    if args.quick:
+        text += "\n### Harness cost\n\n" + quick_wall_time(Path(args.quick))
     for folder in args.instructions:
         doc, counted = instructions.load_results(Path(folder) / "instructions.json")
-        text += "\n" + _demote(instructions.markdown(counted, doc))
+        text += "\n" + _demote(instructions.markdown(counted, doc, GOALS))
     if args.update:
         docblock.fill_file(args.update, BEGIN, END, text)
     else:

@@ -33,8 +33,10 @@ def test_ratios_read_each_pair_against_its_floors_on_the_same_server() -> None:
     assert json_row["server"]["ratio"] == pytest.approx(0.2)
     assert "framework" not in rows["fastapi-uvicorn", "db"]  # no db floor measured
     text = instructions.markdown(results, {"run_id": "r", "method": {"requests": 100}})
-    assert "| fastapi-uvicorn | json | 250.0k | 200.0k | 0.80 | 50.0k | 0.20 |" in text
-    assert "| fastapi-uvicorn | db | 500.0k | - | - | - | - |" in text
+    assert "| fastapi-uvicorn | json | 250.0k | 200.0k | 0.80 | 50.0k | 0.20 | - |" in text
+    assert "| fastapi-uvicorn | db | 500.0k | - | - | - | - | - |" in text
+    judged = instructions.markdown(results, {}, {"json": 0.9, "db": 0.8})
+    assert "| 0.80 | 50.0k | 0.20 | **not met** (>= 0.90) |" in judged
 
 
 def test_dump_totals_are_summed_over_the_process_tree(tmp_path: Path) -> None:

@@ -58,3 +58,14 @@ def test_update_rewrites_only_the_generated_block(tmp_path: Path) -> None:
     assert text.endswith(f"{perfdoc.END}\n\nMore prose.\n")
     assert "old table" not in text
     assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | - | met |" in text
+
+
+def test_quick_wall_time_reads_the_runs_own_record(tmp_path: Path) -> None:
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    times = [("2026-12-02T08:00:00.000Z", "2026-12-02T08:00:05.000Z"),
+             ("2026-12-02T08:00:05.000Z", "2026-12-02T08:12:00.000Z")]  # fmt: skip
+    for i, (start, end) in enumerate(times):
+        (cells / f"c{i}.json").write_text(json.dumps({"started_at": start, "finished_at": end}))
+    line = perfdoc.quick_wall_time(tmp_path)
+    assert "2 cells, 12.0 minutes" in line and "**not met**" in line
