@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+
+from common import keys
 from lab.scenarios import Check, Scenario
 
 __all__ = ["CheckResult", "check_once", "evaluate", "prime"]
@@ -143,6 +146,24 @@ def check_once(base_url: str, scenario: Scenario, *, timeout_s: float = 30.0) ->
     elapsed = (time.perf_counter() - started) * 1000
     problems = evaluate(scenario, status, headers, body)
     return CheckResult(not problems, status, problems, elapsed, len(body))
+
+
+def forget_cached(redis_url: str, scenario: Scenario) -> int:
+    """Drop the item cache entries of the scenario's id range before it is primed (every
+    scenario with ``prime`` reads ``/cached/items/{id}``; tests/bench/test_checks.py keeps
+    it so). Priming then
+    stores every entry afresh, with a whole TTL ahead of it; without this, an id that an
+    earlier cell cached answers HIT at priming and can expire in the middle of this cell
+    (seen: a MISS in the check before the load, 185 MISSes during it). Returns how many
+    entries were dropped."""
+    if scenario.ids is None:
+        return 0
+    low, high = scenario.ids
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        return int(client.delete(*(keys.item_key(i) for i in range(low, high + 1))))
+    finally:
+        client.close()
 
 
 def prime(base_url: str, scenario: Scenario, *, timeout_s: float = 30.0) -> int:

@@ -327,6 +327,8 @@ class Runner:
         try:
             if cell.scenario.prime:
                 self.ui.cell(cell, "prime", 0)
+                if self.services is not None:
+                    checks.forget_cached(self.services.redis_url, cell.scenario)
                 primed = checks.prime(server.base_url, cell.scenario, timeout_s=m.timeout_s)
             if m.warmup_s > 0:
                 self.ui.cell(cell, "warm-up", m.warmup_s)

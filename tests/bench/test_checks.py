@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 import brotli
 import zstandard
 
-from bench.checks import evaluate
-from lab.scenarios import scenario
+from bench.checks import evaluate, forget_cached
+from common import keys
+from lab.scenarios import scenario, scenarios
 
 JSON = {"content-type": "application/json"}
 
@@ -79,3 +81,26 @@ def test_created_item() -> None:
     assert evaluate(sc, 201, {**JSON, "location": "/items/100001"}, body) == []
     assert "header location missing" in evaluate(sc, 201, JSON, body)
     assert "status 200, expected 201" in evaluate(sc, 200, {**JSON, "location": "/x"}, body)
+
+
+def test_every_primed_scenario_reads_the_item_cache() -> None:
+    """forget_cached drops item cache keys: a primed scenario on another cache would need
+    its own rule there."""
+    primed = [s for s in scenarios() if s.prime]
+    assert primed
+    assert all(s.path == "/cached/items/{id}" and s.ids for s in primed)
+
+
+def test_forget_cached_drops_the_id_range_only(services: Any, redis_client: Any) -> None:
+    spec = scenario("cached-items-hit")
+    assert spec.ids is not None
+    low, high = spec.ids
+    inside, outside = keys.item_key(low), keys.item_key(high + 1)
+    redis_client.set(inside, b"x", ex=60)
+    redis_client.set(outside, b"y", ex=60)
+    try:
+        assert forget_cached(services.redis_url, spec) >= 1
+        assert redis_client.get(inside) is None
+        assert redis_client.get(outside) == b"y"
+    finally:
+        redis_client.delete(inside, outside)
