@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -272,20 +271,12 @@ def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = mea
         raise preflight.PreflightError(str(exc)) from None
     if not targets:
         raise preflight.PreflightError("no pair matches --framework/--server")
-    urls = preflight.resolve_services()
-    preflight.check_seeded(urls.database_url)
-    env = {"LAB_DATABASE_URL": urls.database_url, "LAB_REDIS_URL": urls.redis_url}
-    run_id = time.strftime("%Y%m%dT%H%M%SZ-instructions", time.gmtime())
-    out = Path(args.out) if args.out else matrix.REPO_ROOT / "results" / run_id
-    (out / "raw").mkdir(parents=True, exist_ok=True)
-    header = {
-        "schema": "lab.instructions/1",
-        "run_id": run_id,
-        "created_at": manifest.now_iso(),
-        "command": ["lab", *sys.argv[1:]],
-        **manifest.environment(urls.database_url, urls.redis_url),
-        "method": {"requests": args.requests, "warmup_requests": WARMUP_REQUESTS, "workers": 1},
-    }
+    run = manifest.standalone(
+        "instructions",
+        args.out,
+        {"requests": args.requests, "warmup_requests": WARMUP_REQUESTS, "workers": 1},
+    )
+    env, out, header = run.env, run.out, run.header
     results: list[Result] = []
     for target in targets:
         served = target.floor.scenarios if target.floor is not None else names

@@ -13,6 +13,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,18 @@ import psutil
 
 from lab.matrix import REPO_ROOT
 
-__all__ = ["collect", "git_info", "now_iso", "redact_url", "session"]
+from . import preflight
+
+__all__ = [
+    "Standalone",
+    "collect",
+    "environment",
+    "git_info",
+    "now_iso",
+    "redact_url",
+    "session",
+    "standalone",
+]
 
 
 def now_iso() -> str:
@@ -172,6 +185,34 @@ def environment(database_url: str | None, redis_url: str | None) -> dict[str, An
         "services": service_versions(database_url, redis_url),
         "env": lab_env(),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Standalone:
+    """What a one-off measurement command (``lab memory``, ``lab instructions``) starts from."""
+
+    env: dict[str, str]  # LAB_DATABASE_URL and LAB_REDIS_URL for the servers it starts
+    out: Path  # its results folder, ``raw/`` made
+    header: dict[str, Any]  # the manifest part of its JSON
+
+
+def standalone(kind: str, out: str | None, method: dict[str, Any]) -> Standalone:
+    """Resolve and check the services, name the run, make its folder, describe where it ran."""
+    urls = preflight.resolve_services()
+    preflight.check_seeded(urls.database_url)
+    run_id = time.strftime(f"%Y%m%dT%H%M%SZ-{kind}", time.gmtime())
+    folder = Path(out) if out else REPO_ROOT / "results" / run_id
+    (folder / "raw").mkdir(parents=True, exist_ok=True)
+    header = {
+        "schema": f"lab.{kind}/1",
+        "run_id": run_id,
+        "created_at": now_iso(),
+        "command": ["lab", *sys.argv[1:]],
+        **environment(urls.database_url, urls.redis_url),
+        "method": method,
+    }
+    env = {"LAB_DATABASE_URL": urls.database_url, "LAB_REDIS_URL": urls.redis_url}
+    return Standalone(env, folder, header)
 
 
 def session(argv: list[str]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -204,19 +203,10 @@ def command(
     pairs = matrix.pairs(frameworks, servers)
     if not pairs:
         raise preflight.PreflightError("no pair matches --framework/--server")
-    urls = preflight.resolve_services()
-    preflight.check_seeded(urls.database_url)
-    env = {"LAB_DATABASE_URL": urls.database_url, "LAB_REDIS_URL": urls.redis_url}
-    run_id = time.strftime("%Y%m%dT%H%M%SZ-memory", time.gmtime())
-    out = Path(args.out) if args.out else matrix.REPO_ROOT / "results" / run_id
-    (out / "raw").mkdir(parents=True, exist_ok=True)
-    header = {
-        "schema": "lab.memory/1",
-        "run_id": run_id,
-        "created_at": manifest.now_iso(),
-        "command": ["lab", *sys.argv[1:]],
-        **manifest.environment(urls.database_url, urls.redis_url),
-        "method": {
+    run = manifest.standalone(
+        "memory",
+        args.out,
+        {
             "small": SMALL,
             "large": LARGE,
             "rounds": args.rounds,
@@ -224,7 +214,8 @@ def command(
             "workers": 1,
             "limit_bytes": LIMIT_BYTES,
         },
-    }
+    )
+    env, out, header = run.env, run.out, run.header
     results: list[Result] = []
     for pair in pairs:
         for fmt in formats:

@@ -187,21 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import upstream
 
         return upstream.command(args.host, args.port, fail_every=args.fail_every)
-    if args.command == "memory":
-        from bench import memory, preflight
+    if args.command in {"memory", "instructions"}:  # one-off measurements beside lab bench
+        from bench import instructions, memory, preflight
 
+        measure = memory.command if args.command == "memory" else instructions.command
         try:
-            return memory.command(args)
+            return measure(args)
         except preflight.PreflightError as exc:
-            print(f"lab memory: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "instructions":
-        from bench import instructions, preflight
-
-        try:
-            return instructions.command(args)
-        except preflight.PreflightError as exc:
-            print(f"lab instructions: {exc}", file=sys.stderr)
+            print(f"lab {args.command}: {exc}", file=sys.stderr)
             return 2
     if args.command in {"bench", "report", "compare", "techniques"}:
         from bench import cli as bench_cli

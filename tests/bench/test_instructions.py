@@ -4,13 +4,12 @@ one real pair with its floor counted under callgrind end to end."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import instructions, preflight
+from bench import instructions
 from lab.cli import main
 
 
@@ -48,16 +47,7 @@ def test_dump_totals_are_summed_over_the_process_tree(tmp_path: Path) -> None:
         instructions._instructions([tmp_path / "bad.out.1"])
 
 
-@pytest.fixture(scope="module")
-def ready(services: Any) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LAB_DATABASE_URL", services.database_url)
-        env.setenv("LAB_REDIS_URL", services.redis_url)
-        preflight.check_seeded(services.database_url)
-        yield
-
-
-def test_lab_instructions_counts_a_real_pair_and_its_floor(ready: None, tmp_path: Path) -> None:
+def test_lab_instructions_counts_a_real_pair_and_its_floor(lab_env: None, tmp_path: Path) -> None:
     code = main(
         ["instructions", "--framework", "aiohttp", "--server", "aiohttp", "--scenario", "json",
          "--requests", "50", "--out", str(tmp_path)]

@@ -4,13 +4,9 @@ streamed everything, the table, and one real pair measured end to end."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from bench import memory, preflight
+from bench import memory
 from lab.cli import main
 
 
@@ -38,16 +34,7 @@ def test_markdown_marks_failures() -> None:
     assert "1 of 2 pass." in text
 
 
-@pytest.fixture(scope="module")
-def ready(services: Any) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LAB_DATABASE_URL", services.database_url)
-        env.setenv("LAB_REDIS_URL", services.redis_url)
-        preflight.check_seeded(services.database_url)
-        yield
-
-
-def test_lab_memory_measures_a_real_pair(ready: None, tmp_path: Path) -> None:
+def test_lab_memory_measures_a_real_pair(lab_env: None, tmp_path: Path) -> None:
     code = main(
         ["memory", "--framework", "aiohttp", "--server", "aiohttp", "--format", "ndjson",
          "--rounds", "1", "--out", str(tmp_path)]
