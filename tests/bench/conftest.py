@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,3 +20,15 @@ def lab_env(services: Any) -> Iterator[None]:
         env.setenv("LAB_REDIS_URL", services.redis_url)
         preflight.check_seeded(services.database_url)
         yield
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in this process during the test, as under a terminal.
+    A suite started as a background job of a non-interactive shell inherits SIGINT ignored
+    (POSIX), and Python then installs no handler for it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -62,6 +62,13 @@ def _argv(out: Path) -> list[str]:
     ]
 
 
+def _ctrl_c_as_a_terminal_sends_it() -> None:
+    """In the child: SIGINT back to its default. A job started in the background by a
+    non-interactive shell inherits SIGINT ignored (POSIX), and Python then installs no
+    KeyboardInterrupt handler; the Ctrl-C tests must not depend on how the suite was run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Bench:
     """``lab bench`` in its own session; remembers every descendant it has seen."""
 
@@ -74,6 +81,7 @@ class Bench:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ctrl_c_as_a_terminal_sends_it,
         )
         self.seen: dict[int, psutil.Process] = {}
 

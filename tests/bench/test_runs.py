@@ -183,6 +183,7 @@ def test_unexpected_status_fails_the_cell(
     assert all(r["rank"] is None for r in summary["rows"])
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_interrupt_keeps_finished_cells(
     server_url: str, fake_wrk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
