@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import BackgroundTasks, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import BackgroundTasks, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,7 +58,7 @@ def problem_response(problem: Problem) -> Response:
     return Response(problem.body(), problem.status, problem.headers, PROBLEM_MEDIA_TYPE)
 
 
-# -- Lifecycle and dependencies ------------------------------------------------------------
+# -- Lifecycle and resources --------------------------------------------------------------------
 
 
 @asynccontextmanager
@@ -75,20 +75,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
 
 
-async def get_resources(request: Request) -> Resources:
-    # async def: FastAPI runs a plain ``def`` dependency in its threadpool, a thread hop on
-    # every request that only reads an attribute.
-    resources: Resources = request.app.state.resources
-    return resources
+def resources(request: Request) -> Resources:
+    """The worker's pools and clients, opened by the lifespan. Read from app state rather than
+    declared as ``Depends(...)``: FastAPI resolves a dependency on every request, and for a
+    value that is the same for every request that costs more instructions than the rest of
+    ``/db``'s stack (``lab instructions``, docs/performance.md). Parameters that vary per
+    request (query, headers, body) still go through FastAPI's declarations."""
+    res: Resources = request.app.state.resources
+    return res
 
 
-async def get_sync_resources(request: Request) -> SyncResources:
-    resources: SyncResources = request.app.state.sync_resources
-    return resources
-
-
-Res = Annotated[Resources, Depends(get_resources)]
-SyncRes = Annotated[SyncResources, Depends(get_sync_resources)]
+def sync_resources(request: Request) -> SyncResources:
+    res: SyncResources = request.app.state.sync_resources
+    return res
 
 
 class JSONBodyRoute(APIRoute):
@@ -167,75 +166,75 @@ def create_app() -> FastAPI:
     if sync:
 
         @app.get("/db")
-        def db_sync(res: SyncRes) -> Response:
-            return render(sync_service.db(res))
+        def db_sync(request: Request) -> Response:
+            return render(sync_service.db(sync_resources(request)))
     else:
 
         @app.get("/db")
-        async def db(res: Res) -> Response:
-            return render(await service.db(res))
+        async def db(request: Request) -> Response:
+            return render(await service.db(resources(request)))
 
     @app.get("/queries")
-    async def queries(res: Res, queries: str | None = None) -> Response:
-        return render(await service.queries(res, techempower.queries_param(queries)))
+    async def queries(request: Request, queries: str | None = None) -> Response:
+        return render(await service.queries(resources(request), techempower.queries_param(queries)))
 
     @app.get("/updates")
-    async def updates(res: Res, queries: str | None = None) -> Response:
-        return render(await service.updates(res, techempower.queries_param(queries)))
+    async def updates(request: Request, queries: str | None = None) -> Response:
+        return render(await service.updates(resources(request), techempower.queries_param(queries)))
 
     @app.get("/fortunes")
-    async def fortunes(res: Res) -> Response:
-        return render(await service.fortunes(res))
+    async def fortunes(request: Request) -> Response:
+        return render(await service.fortunes(resources(request)))
 
     @app.get("/items/batch")
-    async def batch(res: Res, ids: str | None = None) -> Response:
-        return render(await service.batch_items(res, parse_ids(ids)))
+    async def batch(request: Request, ids: str | None = None) -> Response:
+        return render(await service.batch_items(resources(request), parse_ids(ids)))
 
     if sync:
 
         @app.get("/items/{id}")
-        def get_item_sync(res: SyncRes, id: ItemId) -> Response:
-            return render(sync_service.get_item(res, id))
+        def get_item_sync(request: Request, id: ItemId) -> Response:
+            return render(sync_service.get_item(sync_resources(request), id))
     else:
 
         @app.get("/items/{id}")
-        async def get_item(res: Res, id: ItemId) -> Response:
-            return render(await service.get_item(res, id))
+        async def get_item(request: Request, id: ItemId) -> Response:
+            return render(await service.get_item(resources(request), id))
 
     @app.get("/items")
     async def list_items(
-        res: Res,
+        request: Request,
         limit: Annotated[int, Query(ge=1, le=items.PAGE_LIMIT_MAX)] = items.PAGE_LIMIT_DEFAULT,
         after: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
         category: Literal[items.CATEGORIES] | None = None,  # type: ignore[valid-type]
     ) -> Response:
-        return render(await service.list_items(res, limit, after, category))
+        return render(await service.list_items(resources(request), limit, after, category))
 
-    async def create_item(res: Res, item: ItemBody) -> Response:
+    async def create_item(request: Request, item: ItemBody) -> Response:
         spec = items.ItemIn(item.name, item.category, item.price)
-        return render(await service.create_item(res, spec))
+        return render(await service.create_item(resources(request), spec))
 
     @app.get("/cached/items/{id}")
     async def cached_item(
-        res: Res, id: ItemId, if_none_match: Annotated[str | None, Header()] = None
+        request: Request, id: ItemId, if_none_match: Annotated[str | None, Header()] = None
     ) -> Response:
-        return render(await service.cached_item(res, id, if_none_match))
+        return render(await service.cached_item(resources(request), id, if_none_match))
 
     @app.get("/limited")
-    async def limited(request: Request, res: Res) -> Response:
+    async def limited(request: Request) -> Response:
         peer = request.client.host if request.client else None
         client = ratelimit.client_key(
             peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
         )
-        return render(await service.limited(res, client))
+        return render(await service.limited(resources(request), client))
 
     @app.get("/stream/items")
     async def stream_items(
-        res: Res,
+        request: Request,
         count: Annotated[int, Query(ge=1, le=items.STREAM_COUNT_MAX)] = items.STREAM_COUNT_DEFAULT,
         accept: Annotated[str | None, Header()] = None,
     ) -> Response:
-        return render(await service.stream_items(res, count, accept))
+        return render(await service.stream_items(resources(request), count, accept))
 
     @app.get("/stream/events")
     async def stream_events(
@@ -248,51 +247,58 @@ def create_app() -> FastAPI:
 
     @app.get("/report")
     async def report(
-        res: Res,
+        request: Request,
         rows: Annotated[int, Query(ge=1, le=items.REPORT_ROWS_MAX)] = items.REPORT_ROWS_DEFAULT,
     ) -> Response:
-        return render(await service.report(res, rows))
+        return render(await service.report(resources(request), rows))
 
     @app.get("/products")
-    async def products(res: Res, accept: Annotated[str | None, Header()] = None) -> Response:
-        return render(await service.products(res, accept))
+    async def products(
+        request: Request, accept: Annotated[str | None, Header()] = None
+    ) -> Response:
+        return render(await service.products(resources(request), accept))
 
     if sync:
 
         @app.get("/aggregate")
         def aggregate_sync(
-            res: SyncRes, n: FanOut = items.FANOUT_DEFAULT, delay_ms: Delay = items.DELAY_DEFAULT
+            request: Request,
+            n: FanOut = items.FANOUT_DEFAULT,
+            delay_ms: Delay = items.DELAY_DEFAULT,
         ) -> Response:
-            return render(sync_service.aggregate(res, n, delay_ms))
+            return render(sync_service.aggregate(sync_resources(request), n, delay_ms))
     else:
 
         @app.get("/aggregate")
         async def aggregate(
-            res: Res, n: FanOut = items.FANOUT_DEFAULT, delay_ms: Delay = items.DELAY_DEFAULT
+            request: Request,
+            n: FanOut = items.FANOUT_DEFAULT,
+            delay_ms: Delay = items.DELAY_DEFAULT,
         ) -> Response:
-            return render(await service.aggregate(res, n, delay_ms))
+            return render(await service.aggregate(resources(request), n, delay_ms))
 
     @app.get("/cpu")
     async def cpu(
-        res: Res, n: Annotated[int, Query(ge=1, le=items.CPU_MAX)] = items.CPU_DEFAULT
+        request: Request, n: Annotated[int, Query(ge=1, le=items.CPU_MAX)] = items.CPU_DEFAULT
     ) -> Response:
-        return render(await service.cpu(res, n))
+        return render(await service.cpu(resources(request), n))
 
     async def create_task(
-        res: Res, background: BackgroundTasks, body: TaskBody | None = None
+        request: Request, background: BackgroundTasks, body: TaskBody | None = None
     ) -> Response:
+        res = resources(request)
         spec = items.TaskIn(body.n, body.delay_ms) if body else items.TaskIn()
         reply, task_id = await service.create_task(res, spec)
         background.add_task(service.run_task, res, task_id, spec)
         return render(reply)
 
     @app.get("/tasks/{task_id}")
-    async def get_task(res: Res, task_id: str) -> Response:
-        return render(await service.get_task(res, task_id))
+    async def get_task(request: Request, task_id: str) -> Response:
+        return render(await service.get_task(resources(request), task_id))
 
     @app.get("/health")
-    async def health(res: Res) -> Response:
-        return render(await service.health(res))
+    async def health(request: Request) -> Response:
+        return render(await service.health(resources(request)))
 
     # Routes that take a JSON body read and check it first (JSONBodyRoute). Registered flat on
     # the app (not through an included router) so a 405 can see every route of a path.
