@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import compression, negotiation
@@ -66,10 +66,9 @@ class BaseHTTPLabMiddleware(BaseHTTPMiddleware):
         ):
             return response
         chunks: AsyncIterable[str | bytes | memoryview] = response.body_iterator  # type: ignore[attr-defined]  # call_next's stream
-        head = {k: v for k, v in headers.items() if k not in ("content-length", "vary")}
-        head["content-encoding"] = coding
-        head["vary"] = headers["vary"]
         if length is not None:  # a whole body: gather it again, compress it once
+            head = {k: v for k, v in headers.items() if k != "content-length"}
+            head["content-encoding"] = coding
             body = b"".join([chunk async for chunk in _bytes(chunks)])
             data = compression.compress_body(coding, body, self.settings)
             return Response(data, status_code=response.status_code, headers=head)
@@ -81,7 +80,14 @@ class BaseHTTPLabMiddleware(BaseHTTPMiddleware):
                     yield data
             yield encoder.finish()
 
-        return StreamingResponse(encoded(), status_code=response.status_code, headers=head)
+        # A stream keeps call_next's response and only swaps its body. A new
+        # StreamingResponse would listen for the client's disconnect on ``receive`` while the
+        # app's own StreamingResponse, inside call_next, listens on the same channel: on
+        # granian the two listeners made the stream fail after a compressed /report (a 500
+        # and an interrupted cursor transaction, seen in CI on 2026-12-02).
+        headers["content-encoding"] = coding
+        response.body_iterator = encoded()  # type: ignore[attr-defined]
+        return response
 
 
 async def _bytes(chunks: AsyncIterable[str | bytes | memoryview]) -> AsyncIterator[bytes]:

@@ -95,23 +95,9 @@ def test_access_log_is_off_by_default(server: Server) -> None:
     assert _access_lines(server.process.log_path) == []
 
 
-def test_basehttp_middleware(
-    pair: matrix.Pair, launch: Launch, request: pytest.FixtureRequest
-) -> None:
+def test_basehttp_middleware(pair: matrix.Pair, launch: Launch) -> None:
     """FastAPI: the same rules through BaseHTTPMiddleware (the client's checks cover
     Server-Timing, Vary and problem shapes on every response). Others refuse to start."""
-    if pair.id == "fastapi-granian":
-        # An open bug, kept visible rather than skipped: under LAB_MIDDLEWARE=basehttp on
-        # granian, /stream/items after /report sometimes gets granian's own 500 (no app
-        # traceback; asyncpg warns "Resetting connection with an active transaction"). Seen
-        # on 2026-12-02 in CI and in most local runs of this test, with and without that
-        # day's FastAPI change; other servers pass. The default middleware is not affected.
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="open bug: basehttp + granian stream 500 (CHANGELOG, Known issues)",
-                strict=False,
-            )
-        )
     if pair.framework.name != "fastapi":
         with pytest.raises(ProcessError, match="LAB_MIDDLEWARE=basehttp"), launch(pair, BASEHTTP):
             pass
