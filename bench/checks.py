@@ -151,11 +151,10 @@ def check_once(base_url: str, scenario: Scenario, *, timeout_s: float = 30.0) ->
 def forget_cached(redis_url: str, scenario: Scenario) -> int:
     """Drop the item cache entries of the scenario's id range before it is primed (every
     scenario with ``prime`` reads ``/cached/items/{id}``; tests/bench/test_checks.py keeps
-    it so). Priming then
-    stores every entry afresh, with a whole TTL ahead of it; without this, an id that an
-    earlier cell cached answers HIT at priming and can expire in the middle of this cell
-    (seen: a MISS in the check before the load, 185 MISSes during it). Returns how many
-    entries were dropped."""
+    it so). Priming then stores every entry afresh, with a whole TTL ahead of it; without
+    this, an id that an earlier cell cached answers HIT at priming and can expire in the
+    middle of this cell (seen: a MISS in the check before the load, 185 MISSes during it).
+    Returns how many entries were dropped."""
     if scenario.ids is None:
         return 0
     low, high = scenario.ids

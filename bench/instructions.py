@@ -15,9 +15,9 @@ requests with counting off; counting switched on in every process of the server'
 connection, each checked for the scenario's status; counting off, a dump, the server
 stopped. Instructions per request is the sum over the tree's dumps divided by the count.
 
-What it does not see: time in the kernel (the syscalls are the same for a pair and its
-floor: one read and one write per request), cache misses, and waiting; and one request at
-a time is not 64 in flight. It complements the requests/s figure; it does not replace it.
+What it does not see: time in the kernel (check with ``strace -c`` that a pair and its
+floor make the same syscalls per request), cache misses, and waiting; and one request at a
+time is not 64 in flight. It complements the requests/s figure; it does not replace it.
 Writes ``instructions.json`` (results plus the environment, as ``lab bench``'s manifest)
 and ``instructions.md``.
 """
@@ -42,7 +42,7 @@ from lab.scenarios import scenario
 
 from . import manifest, preflight
 from .monitor import tree_pids
-from .targets import Target, floor_of, select_targets
+from .targets import Target, floor_refs, select_targets
 
 __all__ = ["DEFAULT_SCENARIOS", "Result", "command", "markdown", "measure", "ratios"]
 
@@ -178,23 +178,19 @@ def ratios(results: Sequence[Result]) -> list[dict[str, Any]]:
     the same server and scenario, the floor's over the pair's (1.00: the stack costs nothing;
     0.80: the pair executes 1.25 times the floor's instructions)."""
     by_key = {(r.target, r.scenario): r for r in results}
-    floors = {t.id: t for t in select_targets() if t.floor is not None}
     rows = []
     for r in results:
         if r.role != "pair":
             continue
-        pair = matrix.pair(str(r.framework), r.server)
         row: dict[str, Any] = {
             "target": r.target,
             "scenario": r.scenario,
             "per_request": r.per_request,
         }
-        for floor_id, floor in floors.items():
-            assert floor.floor is not None
-            ref = by_key.get((floor_id, r.scenario))
-            same_server = floor.server == r.server
-            if ref is not None and same_server and floor_of(Target(pair, "pair"), floor.floor):
-                row[floor.floor.floor_of] = {
+        pair = Target(matrix.pair(str(r.framework), r.server), "pair")
+        for role, floor_id in floor_refs(pair).items():
+            if (ref := by_key.get((floor_id, r.scenario))) is not None:
+                row[role] = {
                     "target": floor_id,
                     "per_request": ref.per_request,
                     "ratio": ref.per_request / r.per_request,

@@ -34,7 +34,7 @@ from .plan import Cell, Group
 from .preflight import ServiceUrls
 from .probe import Probe
 from .results import RunDir, stamp, write_json
-from .targets import Target, floor_of, floors
+from .targets import Target, floor_refs
 
 __all__ = ["UI", "Runner", "target_json"]
 
@@ -51,10 +51,6 @@ class UI(Protocol):
 
 
 def target_json(target: Target, workers: int) -> dict[str, Any]:
-    refs: dict[str, str] = {}
-    for fl in floors():
-        if floor_of(target, fl):
-            refs[fl.floor_of] = f"{fl.name}-{target.server}"
     return {
         "id": target.id,
         "role": target.role,
@@ -65,7 +61,7 @@ def target_json(target: Target, workers: int) -> dict[str, Any]:
         "app": target.pair.framework.app,
         "floor_of": target.floor.floor_of if target.floor else None,
         "workers": target.workers or workers,
-        "floors": refs,
+        "floors": floor_refs(target),
         "experiment": target.experiment.name if target.experiment else None,
         "variant": target.variant.name if target.variant else None,
         "pair": target.pair.id,

@@ -21,6 +21,7 @@ __all__ = [
     "Target",
     "experiment_targets",
     "floor_of",
+    "floor_refs",
     "floors",
     "select_targets",
 ]
@@ -155,6 +156,12 @@ def floor_of(target: Target, floor: Floor) -> bool:
     if floor.floor_of == "server":
         return floor.kind == target.kind
     return target.role == "pair" and floor.framework == target.framework
+
+
+def floor_refs(target: Target) -> dict[str, str]:
+    """The ids of ``target``'s floors on its server, by what they are the floor of
+    (``{"server": "raw_asgi-uvicorn", "framework": "hello_fastapi-uvicorn"}``)."""
+    return {fl.floor_of: f"{fl.name}-{target.server}" for fl in floors() if floor_of(target, fl)}
 
 
 def variant_target(exp: Experiment, variant: Variant) -> Target:
