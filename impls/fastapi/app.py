@@ -58,7 +58,7 @@ def problem_response(problem: Problem) -> Response:
     return Response(problem.body(), problem.status, problem.headers, PROBLEM_MEDIA_TYPE)
 
 
-# -- Lifecycle and resources --------------------------------------------------------------------
+# -- Lifecycle and resources -----------------------------------------------------------------
 
 
 @asynccontextmanager
@@ -78,9 +78,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def resources(request: Request) -> Resources:
     """The worker's pools and clients, opened by the lifespan. Read from app state rather than
     declared as ``Depends(...)``: FastAPI resolves a dependency on every request, and for a
-    value that is the same for every request that costs more instructions than the rest of
-    ``/db``'s stack (``lab instructions``, docs/performance.md). Parameters that vary per
-    request (query, headers, body) still go through FastAPI's declarations."""
+    value that is the same for every request that cost about as many instructions as all the
+    rest of ``/db``'s stack over the hello world (``lab instructions``, docs/performance.md).
+    Parameters that vary per request (query, headers, body) still go through FastAPI's
+    declarations."""
     res: Resources = request.app.state.resources
     return res
 
