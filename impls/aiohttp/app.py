@@ -3,9 +3,10 @@
 aiohttp has no validation layer and no dependency injection: a handler takes the ``Request``,
 reads ``match_info``/``query``/``headers`` and parses them with ``common.validation`` (which
 raises the lab's problems), and finds the worker's resources in typed application state
-(``request.app[RESOURCES]``). Cross-cutting rules live in one ``@web.middleware`` (errors,
-compression, ``Vary``, ``Server-Timing``), because a
-pure-ASGI middleware such as ``common.asgi.LabMiddleware`` cannot wrap an aiohttp app.
+(``request.app[RESOURCES]``). Cross-cutting rules (errors, compression, ``Vary``,
+``Server-Timing``) live in one decorator every route is registered with, :func:`lab_route`:
+a pure-ASGI middleware such as ``common.asgi.LabMiddleware`` cannot wrap an aiohttp app, and
+aiohttp's own ``@web.middleware`` costs two coroutine layers per request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -73,7 +74,11 @@ async def read_body(request: web.Request) -> bytes:
 
 
 def choose_coding(
-    request: web.Request, headers: CIMultiDict[str], status: int, length: int | None
+    request: web.Request,
+    settings: Settings,
+    headers: CIMultiDict[str],
+    status: int,
+    length: int | None,
 ) -> str | None:
     """SPEC §2.3 for one response: ``Vary: Accept-Encoding`` unless it is an event stream, and
     the coding to compress with (set as ``Content-Encoding``), or None to send it as is."""
@@ -91,7 +96,7 @@ def choose_coding(
         status=status,
         content_encoding=headers.get("Content-Encoding"),
         length=length,
-        min_size=request.app[SETTINGS].compression_min_size,
+        min_size=settings.compression_min_size,
     ):
         return None
     headers["Content-Encoding"] = coding
@@ -108,8 +113,9 @@ async def stream(request: web.Request, reply: StreamReply) -> web.StreamResponse
     assert isinstance(reply.chunks, AsyncIterator)
     headers = CIMultiDict(reply.headers)
     headers["Content-Type"] = reply.media_type
-    coding = choose_coding(request, headers, reply.status, None)
-    encoder = compression.new_encoder(coding, request.app[SETTINGS]) if coding else None
+    settings = request.app[SETTINGS]
+    coding = choose_coding(request, settings, headers, reply.status, None)
+    encoder = compression.new_encoder(coding, settings) if coding else None
     response = web.StreamResponse(status=reply.status, headers=headers)
     response.enable_chunked_encoding()
     set_server_timing(request, response)
@@ -161,12 +167,97 @@ def run_in_background(app: web.Application, coro: Coroutine[Any, Any, None]) -> 
     task.add_done_callback(app[TASKS].discard)
 
 
+# -- The lab's rules, around every route ----------------------------------------------------
+
+
+def lab_route(handler: Handler) -> Handler:
+    """Every error becomes a problem; whole bodies are compressed and timed here. A stream
+    sends its head from inside the handler, so :func:`stream` compresses and times itself.
+
+    A decorator each route is registered with, not an ``@web.middleware``: an app with any
+    middleware runs two more coroutine layers on every request (the middleware, then aiohttp's
+    own ``_fix_request_current_app``), measured at about a tenth of aiohttp's cost on
+    ``/json`` (docs/performance.md). The router's 404 and 405 never reach a route's handler,
+    so :func:`answer_unrouted` gives each its own route."""
+
+    @functools.wraps(handler)
+    async def route(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request[STARTED] = started
+        try:
+            response = await handler(request)
+        except Problem as problem:
+            response = problem_response(problem)
+        except web.HTTPException as exc:  # raised by aiohttp itself: the body limit
+            response = problem_response(http_problem(exc))
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            response = problem_response(internal())
+        settings = request.app[SETTINGS]
+        if not response.prepared:  # a stream's head, timing included, is out already
+            headers = response.headers
+            if isinstance(response, web.Response) and isinstance(body := response.body, bytes):
+                coding = choose_coding(request, settings, headers, response.status, len(body))
+                if coding:
+                    response.body = compression.compress_body(coding, body, settings)
+            if settings.timing:
+                headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+        if settings.access_log:  # LAB_ACCESS_LOG=on (SPEC §6); a whole body is written after this
+            duration_ms = (time.perf_counter() - started) * 1000
+            log_access(request.method, request.path, response.status, duration_ms)
+        return response
+
+    return route
+
+
+def answer_unrouted(router: web.UrlDispatcher) -> None:
+    """aiohttp's router answers an unknown path (404) or method (405) itself, in plain text.
+    With no middleware to rewrite that, each resource gets a last ``*`` route that refuses the
+    methods it lacks, and a catch-all resource, tried after every other, answers 404: both as
+    problems, through :func:`lab_route`. A request that matches costs nothing more."""
+    for resource in list(router.resources()):
+        assert isinstance(resource, web.Resource)  # plain and dynamic paths only, no sub-apps
+        allowed = sorted({r.method for r in resource})
+        resource.add_route("*", lab_route(functools.partial(refuse_method, allowed)))
+    router.add_route("*", "/{path:.*}", lab_route(unknown_path))
+
+
+async def refuse_method(allowed: list[str], request: web.Request) -> web.StreamResponse:
+    raise method_not_allowed(allowed)
+
+
+async def unknown_path(request: web.Request) -> web.StreamResponse:
+    raise not_found()
+
+
+def http_problem(exc: web.HTTPException) -> Problem:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return payload_too_large()
+    return Problem(exc.status, exc.reason)
+
+
+def set_server_timing(request: web.Request, response: web.StreamResponse) -> None:
+    """SPEC §2.2's span for a stream, from the middleware's entry to just before its head."""
+    started = request.get(STARTED)
+    if started is not None and request.app[SETTINGS].timing:
+        dur = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"app;dur={dur:.3f}"
+
+
 # -- Routes ---------------------------------------------------------------------------------
 
 routes = web.RouteTableDef()
 # aiohttp routes HEAD with every GET unless told not to. The contract names GET only, and the
 # other frameworks answer HEAD with 405 and ``Allow: GET``; so does this one.
-get = functools.partial(routes.get, allow_head=False)
+# Every route is registered through lab_route (errors, compression, timing).
+
+
+def get(path: str) -> Callable[[Handler], Handler]:
+    return lambda handler: routes.get(path, allow_head=False)(lab_route(handler))
+
+
+def post(path: str) -> Callable[[Handler], Handler]:
+    return lambda handler: routes.post(path)(lab_route(handler))
 
 
 @get("/plaintext")
@@ -223,7 +314,7 @@ async def list_items(request: web.Request) -> web.StreamResponse:
     return render(await service.list_items(request.app[RESOURCES], limit, after, category))
 
 
-@routes.post("/items")
+@post("/items")
 async def create_item(request: web.Request) -> web.StreamResponse:
     # 405 was the router's; read_body is 413; decode_body does 415 → 400 → 422.
     body = await read_body(request)
@@ -297,7 +388,7 @@ async def cpu(request: web.Request) -> web.StreamResponse:
     return render(await service.cpu(request.app[RESOURCES], n))
 
 
-@routes.post("/tasks")
+@post("/tasks")
 async def create_task(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     spec = decode_body(body, request.headers.get("Content-Type"), items.TaskIn, optional=True)
@@ -317,73 +408,18 @@ async def health(request: web.Request) -> web.StreamResponse:
     return render(await service.health(request.app[RESOURCES]))
 
 
-# -- Middleware: errors, compression, timing ---------------------------------------------------
-
-
-@web.middleware
-async def lab_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error becomes a problem; whole bodies are compressed and timed here. A stream
-    sends its head from inside the handler, so :func:`stream` compresses and times itself.
-
-    ``Server-Timing`` is set here rather than in an ``on_response_prepare`` signal: a signal
-    is one more coroutine and lookup on every response, about a tenth of aiohttp's own cost
-    on ``/json`` (CHANGELOG); what remains between this return and the head is aiohttp's own
-    write, as under the ASGI middleware."""
-    started = time.perf_counter()
-    request[STARTED] = started
-    try:
-        response = await handler(request)
-    except Problem as problem:
-        response = problem_response(problem)
-    except web.HTTPException as exc:  # raised by aiohttp itself: routing, body limit
-        response = problem_response(http_problem(exc))
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        response = problem_response(internal())
-    settings = request.app[SETTINGS]
-    if not response.prepared:  # a stream's head, timing included, is out already
-        headers = response.headers
-        if isinstance(response, web.Response) and isinstance(body := response.body, bytes):
-            coding = choose_coding(request, headers, response.status, len(body))
-            if coding:
-                response.body = compression.compress_body(coding, body, settings)
-        if settings.timing:
-            headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
-    if settings.access_log:  # LAB_ACCESS_LOG=on (SPEC §6); a whole body is written after this
-        duration_ms = (time.perf_counter() - started) * 1000
-        log_access(request.method, request.path, response.status, duration_ms)
-    return response
-
-
-def http_problem(exc: web.HTTPException) -> Problem:
-    if isinstance(exc, web.HTTPNotFound):
-        return not_found()
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        return method_not_allowed(sorted(exc.allowed_methods))
-    if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return payload_too_large()
-    return Problem(exc.status, exc.reason)
-
-
-def set_server_timing(request: web.Request, response: web.StreamResponse) -> None:
-    """SPEC §2.2's span for a stream, from the middleware's entry to just before its head."""
-    started = request.get(STARTED)
-    if started is not None and request.app[SETTINGS].timing:
-        dur = (time.perf_counter() - started) * 1000
-        response.headers["Server-Timing"] = f"app;dur={dur:.3f}"
-
-
 # -- The application ----------------------------------------------------------------------------
 
 
 def create_app() -> web.Application:
     # client_max_size: request.read() raises HTTPRequestEntityTooLarge past 64 KiB (SPEC §2.1).
-    app = web.Application(middlewares=[lab_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = check_framework(get_settings(), "aiohttp")  # SPEC §6
     app[TASKS] = set()
     app.cleanup_ctx.append(resources_ctx)
     app.cleanup_ctx.append(background_ctx)
     app.add_routes(routes)
+    answer_unrouted(app.router)
     return app
 
 
