@@ -194,8 +194,9 @@ def bench(args: argparse.Namespace) -> int:
         "server_starts": len(groups),
     }
     if run.exists():
-        _resume_manifest(run, method, argv, selection)
+        session = _resume_manifest(run, method, argv, selection, urls)
     else:
+        session = 0
         run.create()
         lua = load.LUA_SCRIPT.read_bytes()
         data = manifest.collect(
@@ -229,7 +230,15 @@ def bench(args: argparse.Namespace) -> int:
 
     console = make_console()
     ui = make_ui(console)
-    runner = Runner(run, method, wrk=wrk, ui=ui, services=urls, external_url=_opt(args, "target"))
+    runner = Runner(
+        run,
+        method,
+        wrk=wrk,
+        ui=ui,
+        services=urls,
+        external_url=_opt(args, "target"),
+        session=session,
+    )
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -262,8 +271,17 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def _resume_manifest(
-    run: RunDir, method: Method, argv: list[str], selection: dict[str, Any]
-) -> None:
+    run: RunDir,
+    method: Method,
+    argv: list[str],
+    selection: dict[str, Any],
+    urls: preflight.ServiceUrls | None,
+) -> int:
+    """Check that a resumed run measures as before, record this session, return its index.
+
+    A run built across sessions (the full matrix takes longer than one) may meet another
+    machine or other service versions: each session records its own, so the report can say
+    which cells were measured where."""
     data = run.read_manifest()
     # Runs written before --instances existed measured the server directly.
     stored = {"instances": 0, **data.get("method", {})}
@@ -275,7 +293,15 @@ def _resume_manifest(
             f"{run.path} was measured differently ({detail}): resume with the same settings or "
             "choose a new --out"
         )
-    data.setdefault("sessions", []).append(
-        {**manifest.session(argv), "method": method.to_json(), "selection": selection}
+    sessions = data.setdefault("sessions", [])
+    sessions.append(
+        {
+            **manifest.session(argv),
+            **manifest.where(urls.database_url if urls else None, urls.redis_url if urls else None),
+            "packages_changed": manifest.changed(data.get("packages") or {}, manifest.packages()),
+            "method": method.to_json(),
+            "selection": selection,
+        }
     )
     write_json(run.manifest, data)
+    return len(sessions) - 1

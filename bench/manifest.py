@@ -77,7 +77,17 @@ def machine() -> dict[str, Any]:
         "kernel_version": uname.version,
         "arch": uname.machine,
         "virtualization": _virtualization(),
+        # Which machine and which boot: sessions of one run may meet different ones.
+        "hostname": uname.node,
+        "boot_id": _boot_id(),
     }
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
 
 
 def _virtualization() -> str | None:
@@ -175,16 +185,30 @@ def lab_env() -> dict[str, str]:
     return {k: redact_url(v) if "://" in v else v for k, v in sorted(env.items())}
 
 
+def where(database_url: str | None, redis_url: str | None) -> dict[str, Any]:
+    """The machine, interpreter and services a measurement met (a resumed run's session
+    records these again: it may run on another machine)."""
+    return {
+        "machine": machine(),
+        "python": python(),
+        "services": service_versions(database_url, redis_url),
+    }
+
+
 def environment(database_url: str | None, redis_url: str | None) -> dict[str, Any]:
     """Where a measurement ran: the part of a manifest every command's results carry."""
     return {
         "git": git_info(),
-        "machine": machine(),
-        "python": python(),
+        **where(database_url, redis_url),
         "packages": packages(),
-        "services": service_versions(database_url, redis_url),
         "env": lab_env(),
     }
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str | None]]:
+    """Packages whose version differs between two sessions: name -> [before, after]."""
+    names = sorted(set(before) | set(after))
+    return {n: [before.get(n), after.get(n)] for n in names if before.get(n) != after.get(n)}
 
 
 @dataclass(frozen=True, slots=True)

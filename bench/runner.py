@@ -133,8 +133,10 @@ class Runner:
         ui: UI,
         services: ServiceUrls | None,
         external_url: str | None = None,
+        session: int = 0,
     ) -> None:
         self.run = run
+        self.session = session  # index into the manifest's sessions: where each cell was measured
         self.method = method
         self.wrk = wrk
         self.ui = ui
@@ -422,6 +424,7 @@ class Runner:
             "concurrency": cell.concurrency,
             "repeat": cell.repeat,
             "round": group.round,
+            "session": self.session,
             "server_config": group.config,
             "topology": self._topology_json,
             "started_at": started_at,

@@ -46,6 +46,44 @@ class Run:
     def noisy_threshold(self) -> float:
         return float(self.method.get("noisy_threshold", 0.10))
 
+    def sessions_by_board(self) -> dict[Board, list[int]]:
+        """The sessions whose cells a board holds (cells written before sessions were
+        recorded count as the first)."""
+        out: dict[Board, set[int]] = {}
+        for cell in self.cells:
+            board = (cell["scenario"]["id"], int(cell["concurrency"]))
+            out.setdefault(board, set()).add(int(cell.get("session", 0)))
+        return {board: sorted(found) for board, found in out.items()}
+
+    def session_lines(self) -> list[str]:
+        """One line per session of a run built across several, empty for one session:
+        when it started, at which commit, on which machine, and what it measured."""
+        sessions = list(self.manifest.get("sessions") or [])
+        if len(sessions) < 2:
+            return []
+        counts: dict[int, int] = {}
+        scenarios: dict[int, set[str]] = {}
+        for cell in self.cells:
+            index = int(cell.get("session", 0))
+            counts[index] = counts.get(index, 0) + 1
+            scenarios.setdefault(index, set()).add(cell["scenario"]["id"])
+        lines = []
+        for index, session in enumerate(sessions):
+            # The first session's machine and services are the manifest's own.
+            where = self.manifest if index == 0 else session
+            machine = where.get("machine") or {}
+            commit = str((session.get("git") or {}).get("commit") or "none")[:12]
+            changed = session.get("packages_changed") or {}
+            measured = ", ".join(sorted(scenarios.get(index, ()))) or "-"
+            lines.append(
+                f"session {index + 1}: {session.get('started_at', '?')}, commit {commit}, "
+                f"{machine.get('cpu_model', '?')}, host {machine.get('hostname', '?')}, "
+                f"boot {str(machine.get('boot_id') or '?')[:8]}; "
+                f"{counts.get(index, 0)} cells: {measured}"
+                + (f"; packages changed: {', '.join(changed)}" if changed else "")
+            )
+        return lines
+
     def boards(self) -> dict[Board, list[Row]]:
         """Rows by scenario x concurrency, each board sorted: ranked pairs, unranked pairs,
         then floors (ranked, then not)."""

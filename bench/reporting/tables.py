@@ -89,8 +89,24 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         "docs/reading-results.md.",
         "",
     ]
+    sessions = run.session_lines()
+    if sessions:
+        out += [
+            "Built across sessions (`lab bench --out` resumed): each measured the cells below "
+            "on the machine it names. A table whose cells come from more than one session "
+            "says so; its ratios then compare cells measured at different times.",
+            "",
+            *[f"- {line}" for line in sessions],
+            "",
+        ]
+    by_board = run.sessions_by_board()
     for (scenario, conc), rows in run.boards().items():
-        out += [f"## {scenario} @ {conc} connections", "", board_table(rows), ""]
+        out += [f"## {scenario} @ {conc} connections", ""]
+        spanned = by_board.get((scenario, conc), [])
+        if len(spanned) > 1:
+            names = ", ".join(str(i + 1) for i in spanned)
+            out += [f"> Measured across sessions {names}.", ""]
+        out += [board_table(rows), ""]
         for name in plots.get(f"{scenario}@{conc}", []):
             out += [f"![{name}]({name})", ""]
     extra = [k for k in plots if "@" not in k]

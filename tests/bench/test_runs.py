@@ -19,6 +19,7 @@ import pytest
 from bench.method import method_for
 from bench.plan import build_plan
 from bench.preflight import ServiceUrls
+from bench.reporting import load, write_report
 from bench.results import RunDir
 from bench.runner import Runner
 from bench.targets import Target, select_targets
@@ -138,6 +139,25 @@ def test_results_layout_and_resume(server_url: str, fake_wrk: Path, tmp_path: Pa
     assert {c["outcome"] for c in run.iter_cells()} == {"ok"}
     manifest = run.read_manifest()
     assert len(manifest["sessions"]) == 2
+    # Each cell names the session that measured it; a resumed session records its machine.
+    sessions = {c["cell_id"]: c["session"] for c in run.iter_cells()}
+    assert sessions["fake-external__json__c8__r2"] == 0
+    assert (
+        sessions["fake-external__json__c8__r1"] == sessions["fake-external__plaintext__c8__r2"] == 1
+    )
+    resumed = manifest["sessions"][1]
+    assert resumed["machine"]["boot_id"] == manifest["machine"]["boot_id"]
+    assert resumed["packages_changed"] == {}
+    # The report says the run was built across sessions and which tables mix them.
+    report = load(out)
+    lines = report.session_lines()
+    assert [line.split(":")[0] for line in lines] == ["session 1", "session 2"]
+    assert "2 cells: json, plaintext" in lines[1]
+    write_report(report, with_plots=False)
+    readme = (out / "README.md").read_text()
+    assert "Built across sessions" in readme
+    json_table = readme.split("## json @ 8 connections")[1].split("##")[0]
+    assert "> Measured across sessions 1, 2." in json_table
 
     # Nothing left to do: no load run at all.
     assert _bench(server_url, fake_wrk, out) == 0
