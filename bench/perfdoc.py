@@ -18,11 +18,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import docblock, instructions, memory
+from .results import wall_span
 
 __all__ = ["BEGIN", "END", "GOALS", "floor_tables", "main"]
 
@@ -107,12 +107,10 @@ def quick_wall_time(run_dir: Path) -> str:
     """Harness cost from a quick run's own record: its first cell's start to its last
     cell's end (what ``time nox -s bench`` measures, less the environment's install)."""
     cells = [json.loads(f.read_text()) for f in sorted((run_dir / "cells").glob("*.json"))]
-    starts = [c["started_at"] for c in cells if c.get("started_at")]
-    ends = [c["finished_at"] for c in cells if c.get("finished_at")]
-    if not starts or not ends:
+    span = wall_span(cells)
+    if span is None:
         return f"Quick run `{run_dir.name}`: no finished cells."
-    first, last = datetime.fromisoformat(min(starts)), datetime.fromisoformat(max(ends))
-    minutes = (last - first).total_seconds() / 60
+    minutes = span / 60
     verdict = "met" if minutes <= QUICK_GOAL_MIN else "**not met**"
     return (
         f"Quick matrix: run `{run_dir.name}`, {len(cells)} cells, {minutes:.1f} minutes from "

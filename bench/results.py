@@ -19,11 +19,12 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "RunDir", "cell_id", "write_json"]
+__all__ = ["SCHEMA_VERSION", "RunDir", "cell_id", "wall_span", "write_json"]
 
 SCHEMA_VERSION = 1
 SCHEMA = {
@@ -36,6 +37,18 @@ DONE_OUTCOMES = frozenset({"ok", "failed"})
 
 def cell_id(target: str, scenario: str, concurrency: int, repeat: int) -> str:
     return f"{target}__{scenario}__c{concurrency}__r{repeat}"
+
+
+def wall_span(cells: Iterable[dict[str, Any]]) -> float | None:
+    """Seconds from the first cell's start to the last cell's end, None with no finished
+    cell. For a run built across sessions it includes the time between them."""
+    cells = list(cells)
+    starts = [c["started_at"] for c in cells if c.get("started_at")]
+    ends = [c["finished_at"] for c in cells if c.get("finished_at")]
+    if not starts or not ends:
+        return None
+    first, last = datetime.fromisoformat(min(starts)), datetime.fromisoformat(max(ends))
+    return (last - first).total_seconds()
 
 
 def write_json(path: Path, data: Any) -> None:
