@@ -88,14 +88,20 @@ def _index(run: Run) -> dict[tuple[str, str, int], Row]:
 
 def _method_warnings(old: Run, new: Run) -> list[str]:
     out = []
-    for key in ("mode", "duration_s", "warmup_s", "workers", "repeats", "pin"):
-        a, b = old.method.get(key), new.method.get(key)
+    # Runs written before --instances existed measured each server directly (0).
+    old_method, new_method = {"instances": 0, **old.method}, {"instances": 0, **new.method}
+    for key in ("mode", "duration_s", "warmup_s", "workers", "repeats", "pin", "instances"):
+        a, b = old_method.get(key), new_method.get(key)
         if a != b:
             out.append(f"method.{key} differs: {a!r} in OLD, {b!r} in NEW")
-    ma, mb = old.manifest.get("machine") or {}, new.manifest.get("machine") or {}
-    for key in ("cpu_model", "cpus_logical", "kernel"):
-        if ma.get(key) != mb.get(key):
-            out.append(f"machine.{key} differs: {ma.get(key)!r} in OLD, {mb.get(key)!r} in NEW")
+    for part, keys in (
+        ("machine", ("cpu_model", "cpus_logical", "kernel")),
+        ("services", ("postgresql", "redis")),
+    ):
+        pa, pb = old.manifest.get(part) or {}, new.manifest.get(part) or {}
+        for key in keys:
+            if pa.get(key) != pb.get(key):
+                out.append(f"{part}.{key} differs: {pa.get(key)!r} in OLD, {pb.get(key)!r} in NEW")
     return out
 
 

@@ -393,3 +393,16 @@ def test_a_scenario_with_no_ok_row_still_reports(tmp_path: Path) -> None:
     assert not (path / "plots" / "latency-fortunes-c64.svg").exists()
     page = (path / "report.html").read_text()
     assert "server did not start" in page
+
+
+def test_compare_warns_when_the_runs_measured_differently(tmp_path: Path, capsys: Any) -> None:
+    old, new = make_run(tmp_path / "old"), make_run(tmp_path / "new")
+    data = json.loads((new / "manifest.json").read_text())
+    data["method"]["instances"] = 2  # through nginx; OLD predates the field: direct
+    data["services"] = {"postgresql": "18.6", "redis": "7.0.15"}
+    write_json(new / "manifest.json", data)
+    assert main(["compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "> warning: method.instances differs: 0 in OLD, 2 in NEW" in out
+    assert "> warning: services.postgresql differs" in out
+    assert "method.duration_s" not in out  # what is the same is not reported
