@@ -243,12 +243,19 @@ def run_line(run: Run) -> str:
         if pin.get("enabled")
         else "not pinned"
     )
+    instances = int(method.get("instances") or 0)  # absent before --instances: direct
+    topology = (
+        f"wrk to nginx in front of {instances} instances of each target"
+        if instances
+        else "wrk to each server directly"
+    )
     return (
         f"run `{run.run_id}` ({method.get('mode', '?')} mode): {mach.get('cpu_model', '?')}, "
         f"{mach.get('cpus_logical', '?')} CPUs, kernel {mach.get('kernel', '?')}, Python "
         f"{(m.get('python') or {}).get('version', '?')}, "
         f"{(m.get('wrk') or {}).get('version', 'wrk ?')}; {pinning}; "
         f"{method.get('duration_s', '?')} s x {method.get('repeats', '?')} repeat(s), "
-        f"{method.get('workers', '?')} worker(s); commit {str(git.get('commit') or 'none')[:12]}"
+        f"{method.get('workers', '?')} worker(s); {topology}; "
+        f"commit {str(git.get('commit') or 'none')[:12]}"
         f"{' (dirty)' if git.get('dirty') else ''}"
     )

@@ -168,6 +168,7 @@ def test_tables_rank_flag_and_read_floors(tmp_path: Path, with_summary: bool) ->
     path = make_run(tmp_path / "run", with_summary=with_summary)
     write_report(load(path), with_plots=False)
     readme = (path / "README.md").read_text()
+    assert "wrk to each server directly" in readme  # the topology, in the run's first line
     rows = _table(readme, "json @ 64 connections")
     assert [r[1] for r in rows] == [
         "litestar-granian",
