@@ -84,6 +84,14 @@ class Run:
             )
         return lines
 
+    def unmeasured(self) -> list[str]:
+        """A full run's matrix scenarios it holds no cell of yet (one being built across
+        sessions), in the matrix's order; empty for other modes, which choose a subset."""
+        if self.method.get("mode") != "full":
+            return []
+        measured = {c["scenario"]["id"] for c in self.cells}
+        return [s for s in _matrix_order(full_plan=True) if s not in measured]
+
     def boards(self) -> dict[Board, list[Row]]:
         """Rows by scenario x concurrency, each board sorted: ranked pairs, unranked pairs,
         then floors (ranked, then not)."""
@@ -116,11 +124,13 @@ class Run:
 
 
 @functools.cache
-def _matrix_order() -> tuple[str, ...]:
+def _matrix_order(*, full_plan: bool = False) -> tuple[str, ...]:
+    """Scenario ids in the matrix's order; with ``full_plan``, only those a full run plans
+    (experiment-only scenarios run under ``--experiments``)."""
     try:
         from lab.scenarios import scenarios
 
-        return tuple(s.id for s in scenarios())
+        return tuple(s.id for s in scenarios() if not (full_plan and s.experiment_only))
     except Exception:  # the report must read a run even without the lab's matrix
         return ()
 

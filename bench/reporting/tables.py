@@ -89,6 +89,14 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         "docs/reading-results.md.",
         "",
     ]
+    unmeasured = run.unmeasured()
+    if unmeasured and run.cells:
+        out += [
+            f"> **Not yet measured in this run** ({len(unmeasured)} of the matrix's "
+            f"scenarios): {', '.join(unmeasured)}. A full run too long for one sitting is "
+            "built a few scenarios at a time (`lab bench --scenario ... --out` this folder).",
+            "",
+        ]
     sessions = run.session_lines()
     if sessions:
         out += [

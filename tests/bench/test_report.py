@@ -407,3 +407,19 @@ def test_compare_warns_when_the_runs_measured_differently(tmp_path: Path, capsys
     assert "> warning: method.instances differs: 0 in OLD, 2 in NEW" in out
     assert "> warning: services.postgresql differs" in out
     assert "method.duration_s" not in out  # what is the same is not reported
+
+
+def test_a_full_run_lists_the_matrix_scenarios_it_has_not_measured(tmp_path: Path) -> None:
+    from lab.scenarios import scenarios
+
+    full = make_run(tmp_path / "full")
+    measured = {c["scenario"]["id"] for c in standard_cells()}
+    missing = [s.id for s in scenarios() if not s.experiment_only and s.id not in measured]
+    assert missing  # the synthetic run measures a few scenarios only
+    write_report(load(full), with_plots=False)
+    readme = (full / "README.md").read_text()
+    assert f"**Not yet measured in this run** ({len(missing)} of" in readme
+    assert ", ".join(missing) in readme
+    quick = make_run(tmp_path / "quick", mode="quick", repeats=1)
+    write_report(load(quick), with_plots=False)
+    assert "Not yet measured" not in (quick / "README.md").read_text()
