@@ -104,11 +104,14 @@ class Bench:
             time.sleep(0.02)
         raise AssertionError(f"{what}: not within {STEP_TIMEOUT_S} s")
 
-    def wrk(self) -> psutil.Process | None:
+    def wrk(self) -> tuple[psutil.Process, str] | None:
+        """A wrk measuring a cell, and that cell (wrk's output file is
+        ``raw/<cell>.wrk.json``). lab bench also runs ``wrk -v`` for the manifest, which
+        writes no file: caught while it lived (seen in CI, under load), it is not the one."""
         for p in self.descendants():
             try:
-                if p.name() == "wrk":
-                    return p
+                if p.name() == "wrk" and (out := p.environ().get("LAB_WRK_OUT")):
+                    return p, Path(out).name.split(".", 1)[0]
             except psutil.Error:
                 continue
         return None
@@ -148,11 +151,6 @@ def _cells(out: Path) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))}
 
 
-def _cell_of(wrk: psutil.Process) -> str:
-    """The cell a wrk process measures: its output file is ``raw/<cell>.wrk.json``."""
-    return Path(wrk.environ()["LAB_WRK_OUT"]).name.split(".", 1)[0]
-
-
 def _assert_intact(out: Path, planned: int) -> dict[str, dict[str, Any]]:
     cells = _cells(out)
     assert len(cells) <= planned
@@ -168,8 +166,7 @@ def test_server_killed_mid_cell_is_an_error_and_the_run_goes_on(tmp_path: Path) 
     out = tmp_path / "run"
     bench = Bench(out, tmp_path / "bench.log")
     try:
-        wrk = bench.wait_for("the first measured cell", bench.wrk)
-        killed_cell = _cell_of(wrk)
+        wrk, killed_cell = bench.wait_for("the first measured cell", bench.wrk)
         server = next(
             p
             for p in bench.descendants()
@@ -181,6 +178,7 @@ def test_server_killed_mid_cell_is_an_error_and_the_run_goes_on(tmp_path: Path) 
         if bench.proc.poll() is None:
             os.killpg(bench.proc.pid, signal.SIGKILL)
             bench.proc.wait()
+        bench.log.close()  # finish() closes it; a step that failed before must not leak it
     log = (tmp_path / "bench.log").read_text()
     assert code == 0, log[-2000:]
     assert bench.orphans() == []
@@ -211,8 +209,7 @@ def test_ctrl_c_mid_run_keeps_finished_cells_and_a_resume_completes_the_rest(
     bench = Bench(out, tmp_path / "bench.log")
     try:
         bench.wait_for("a finished cell", lambda: _cells(out) or None)
-        wrk = bench.wait_for("the next cell's wrk", bench.wrk)
-        interrupted = _cell_of(wrk)
+        _, interrupted = bench.wait_for("the next cell's wrk", bench.wrk)
         # Ctrl-C: the terminal signals the foreground process group, i.e. lab bench's.
         os.killpg(bench.proc.pid, signal.SIGINT)
         code = bench.finish()
@@ -220,6 +217,7 @@ def test_ctrl_c_mid_run_keeps_finished_cells_and_a_resume_completes_the_rest(
         if bench.proc.poll() is None:
             os.killpg(bench.proc.pid, signal.SIGKILL)
             bench.proc.wait()
+        bench.log.close()  # finish() closes it; a step that failed before must not leak it
     log = (tmp_path / "bench.log").read_text()
     assert code == 130, log[-2000:]
     assert "interrupted" in log
