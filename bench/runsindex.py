@@ -71,7 +71,7 @@ def _bench(folder: Path) -> Entry:
     for cell in cells:
         outcomes[cell["outcome"]] = outcomes.get(cell["outcome"], 0) + 1
     span = wall_span(cells)
-    minutes = f"; {span / 60:.1f} min of cells" if span is not None else ""
+    minutes = f"; {span / 60:.1f} min first cell to last" if span is not None else ""
     what = (
         f"{len(targets)} targets; {', '.join(scenarios)}; "
         f"{'/'.join(map(str, levels))} connections; "

@@ -84,7 +84,7 @@ def test_index_describes_each_run_from_its_own_records(results: Path) -> None:
     bench, memory = table[2], table[3]
     assert "| full | `lab bench --scenario db` |" in bench
     assert "2 targets; db; 8/64 connections; 3 x 10 s" in bench
-    assert "1 failed, 1 ok; 2.0 min of cells; 2 sessions" in bench
+    assert "1 failed, 1 ok; 2.0 min first cell to last; 2 sessions" in bench
     assert "Test CPU, PostgreSQL 18.6, Redis 7.0.15; commit abcdef01 (dirty)" in bench
     assert "[README.md](20260101T000000Z-full-abc/README.md)" in bench
     assert "| memory |" in memory and "1 of 2 pass" in memory
