@@ -344,7 +344,11 @@ class Runner:
                 run = self._load(cell, server, m.duration_s, "wrk")
             after = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
         except load.LoadError as exc:
-            died = "" if server.alive() else f" (server exited: {_tail(server.log, 600)})"
+            died = (
+                ""
+                if server.alive()
+                else f" (server exited with {server.returncode}: {_tail(server.log, 600)})"
+            )
             self._write_error(cell, f"load tool: {exc}{died}", group, server, started_at)
             return
         if not server.alive():
