@@ -24,7 +24,7 @@ from lab.scenarios import Scenario, scenarios
 from . import load, manifest, preflight, report
 from .method import Method, method_for
 from .plan import build_plan, scenarios_for
-from .results import RunDir, stamp, write_json
+from .results import RunDir, stamp, stored_method, write_json
 from .runner import Runner, write_summary
 from .targets import Target, experiment_targets, select_targets
 from .ui import make_console, make_ui
@@ -283,8 +283,7 @@ def _resume_manifest(
     machine or other service versions: each session records its own, so the report can say
     which cells were measured where."""
     data = run.read_manifest()
-    # Runs written before --instances existed measured the server directly.
-    stored = {"instances": 0, **data.get("method", {})}
+    stored = stored_method(data.get("method", {}))
     keys = method.comparable()
     differ = {k: (stored.get(k), v) for k, v in keys.items() if stored.get(k) != v}
     if differ:

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "RunDir", "cell_id", "wall_span", "write_json"]
+__all__ = ["SCHEMA_VERSION", "RunDir", "cell_id", "stored_method", "wall_span", "write_json"]
 
 SCHEMA_VERSION = 1
 SCHEMA = {
@@ -37,6 +37,12 @@ DONE_OUTCOMES = frozenset({"ok", "failed"})
 
 def cell_id(target: str, scenario: str, concurrency: int, repeat: int) -> str:
     return f"{target}__{scenario}__c{concurrency}__r{repeat}"
+
+
+def stored_method(method: dict[str, Any]) -> dict[str, Any]:
+    """A run's method as its manifest recorded it, with the fields added since filled in as
+    the runs written before them measured: ``instances`` 0 (each server directly)."""
+    return {"instances": 0, **method}
 
 
 def wall_span(cells: Iterable[dict[str, Any]]) -> float | None:

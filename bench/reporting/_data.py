@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from bench.results import SCHEMA, RunDir
+from bench.results import SCHEMA, RunDir, stored_method
 
 Row = dict[str, Any]
 Board = tuple[str, int]  # scenario, concurrency
@@ -36,7 +36,7 @@ class Run:
 
     @property
     def method(self) -> dict[str, Any]:
-        return dict(self.manifest.get("method") or {})
+        return stored_method(self.manifest.get("method") or {})
 
     @property
     def quick(self) -> bool:
@@ -253,7 +253,7 @@ def run_line(run: Run) -> str:
         if pin.get("enabled")
         else "not pinned"
     )
-    instances = int(method.get("instances") or 0)  # absent before --instances: direct
+    instances = int(method["instances"])
     topology = (
         f"wrk to nginx in front of {instances} instances of each target"
         if instances

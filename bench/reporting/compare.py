@@ -88,10 +88,8 @@ def _index(run: Run) -> dict[tuple[str, str, int], Row]:
 
 def _method_warnings(old: Run, new: Run) -> list[str]:
     out = []
-    # Runs written before --instances existed measured each server directly (0).
-    old_method, new_method = {"instances": 0, **old.method}, {"instances": 0, **new.method}
     for key in ("mode", "duration_s", "warmup_s", "workers", "repeats", "pin", "instances"):
-        a, b = old_method.get(key), new_method.get(key)
+        a, b = old.method.get(key), new.method.get(key)
         if a != b:
             out.append(f"method.{key} differs: {a!r} in OLD, {b!r} in NEW")
     for part, keys in (
