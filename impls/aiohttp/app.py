@@ -237,7 +237,7 @@ def http_problem(exc: web.HTTPException) -> Problem:
 
 
 def set_server_timing(request: web.Request, response: web.StreamResponse) -> None:
-    """SPEC §2.2's span for a stream, from the middleware's entry to just before its head."""
+    """SPEC §2.2's span for a stream, from :func:`lab_route`'s entry to just before its head."""
     started = request.get(STARTED)
     if started is not None and request.app[SETTINGS].timing:
         dur = (time.perf_counter() - started) * 1000
