@@ -9,17 +9,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-__all__ = ["free_port", "spawn", "stop_group", "wait_http_ok"]
+__all__ = ["Stopped", "free_port", "spawn", "stop_group", "stop_tree", "wait_http_ok"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,18 +51,37 @@ def spawn(
     )
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """How a child's process group ended: its exit code, and the stacks of what was still
+    running when the grace ran out (empty when SIGTERM was enough)."""
+
+    code: int
+    stuck: str = ""
+
+    @property
+    def killed(self) -> bool:
+        return bool(self.stuck)
+
+
 def stop_group(proc: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> int:
     """SIGTERM the child's process group, wait up to ``grace_s``, then SIGKILL what is left.
     Returns the child's exit code."""
-    try:
-        members = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        members = [proc.pid]
+    return stop_tree(proc, grace_s=grace_s).code
+
+
+def stop_tree(proc: subprocess.Popen[bytes], *, grace_s: float) -> Stopped:
+    """:func:`stop_group` that also says whether the grace ran out, with the Python stacks of
+    what was still running then (py-spy, when installed), taken before the SIGKILL: a hung
+    shutdown says where it hung."""
+    members = [proc.pid, *_descendants(proc.pid)]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
+    stuck = ""
     try:
         code = proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
+        stuck = _stacks(members) or "(no stacks: py-spy is not installed)"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
@@ -72,7 +93,41 @@ def stop_group(proc: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> int:
             child.wait(timeout=5)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    return code
+    return Stopped(code, stuck)
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+STACK_DUMP_TIMEOUT_S = 5.0  # per process; py-spy attaches, reads and detaches in well under 1 s
+
+
+def _stacks(pids: Sequence[int]) -> str:
+    """``py-spy dump`` of each live process in ``pids`` (the lab's ``profile`` extra installs
+    it next to the interpreter); empty when py-spy is not there."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        return ""
+    dumps = []
+    for pid in pids:
+        if not psutil.pid_exists(pid):
+            continue
+        try:
+            done = subprocess.run(
+                [spy, "dump", "--pid", str(pid)],
+                capture_output=True,
+                text=True,
+                timeout=STACK_DUMP_TIMEOUT_S,
+                check=False,
+            )
+            dumps.append(done.stdout.strip() or f"pid {pid}: {done.stderr.strip()}")
+        except subprocess.TimeoutExpired:
+            dumps.append(f"pid {pid}: py-spy dump timed out")
+    return "\n".join(dumps)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

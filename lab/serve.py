@@ -16,6 +16,10 @@ from types import FrameType
 
 from . import matrix, procs, services
 
+# Past these, a child is stuck: the servers' own graceful timeout is 5 s (lab/matrix.toml),
+# and the upstream holds no requests of its own by the time the server is gone.
+STOP_GRACE_S = {"server": 10.0, "upstream": 5.0}
+
 
 def command(
     framework: str, server: str, *, host: str, port: int, workers: int, instances: int = 0
@@ -92,7 +96,24 @@ def command(
                 return server_proc.returncode or 1
         return 0
     finally:
-        if server_proc is not None:
-            procs.stop_group(server_proc)
-        if upstream is not None:
-            procs.stop_group(upstream, grace_s=5)
+        if not _stopped_cleanly(server=server_proc, upstream=upstream):
+            sys.exit(1)  # overrides the return above: a stuck child is a failed shutdown
+
+
+def _stopped_cleanly(**children: subprocess.Popen[bytes] | None) -> bool:
+    """Stop the children in order (the server first: its in-flight requests may still need
+    the upstream); say which ones needed SIGKILL, with their stacks."""
+    clean = True
+    for name, proc in children.items():
+        if proc is None:
+            continue
+        outcome = procs.stop_tree(proc, grace_s=STOP_GRACE_S[name])
+        if outcome.killed:
+            clean = False
+            print(
+                f"lab serve: the {name} did not exit within {STOP_GRACE_S[name]:.0f} s of "
+                f"SIGTERM and was killed; its stacks then:\n{outcome.stuck}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return clean

@@ -1,0 +1,54 @@
+"""lab/procs.py: stopping a child's process group, and what a stuck child leaves on record."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import psutil
+
+from lab import procs
+
+# A child that ignores SIGTERM and says so on stdout once it does (the parent waits for that
+# line rather than sleeping), with a grandchild in its group that does the same.
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+    stdout=subprocess.PIPE)
+child.stdout.readline()
+print(child.pid, flush=True)
+def waiting_for_nothing():
+    time.sleep(60)
+waiting_for_nothing()
+"""
+
+
+def test_a_child_that_exits_on_sigterm_is_clean() -> None:
+    proc = procs.spawn([sys.executable, "-c", "import time; time.sleep(60)"])
+    stopped = procs.stop_tree(proc, grace_s=10)
+    assert not stopped.killed
+    assert stopped.code == -15  # SIGTERM's default action
+
+
+def test_a_stuck_child_is_killed_with_its_stacks_on_record() -> None:
+    import subprocess
+
+    proc = procs.spawn([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    grandchild = int(proc.stdout.readline())
+    stopped = procs.stop_tree(proc, grace_s=0.5)
+    proc.stdout.close()
+    assert stopped.killed and stopped.code == -9
+    assert not psutil.pid_exists(grandchild) or (
+        psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    )
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        assert "py-spy is not installed" in stopped.stuck
+    else:
+        # Both processes' stacks, the parent's in the function it was stuck in.
+        assert "waiting_for_nothing" in stopped.stuck
+        assert str(grandchild) in stopped.stuck
