@@ -25,7 +25,7 @@ from typing import Any
 
 from . import compression, negotiation
 from .accesslog import log_access
-from .problems import MAX_BODY_BYTES, Problem, payload_too_large
+from .problems import MAX_BODY_BYTES, Problem, not_found, payload_too_large
 from .settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -49,13 +49,26 @@ async def problem_response(send: Send, problem: Problem) -> None:
 
 
 class LabMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, *, limit_body: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        *,
+        limit_body: bool = True,
+        exact_paths: bool = False,
+    ) -> None:
         """``limit_body=False`` leaves the body limit to a framework that renders its own 413 as
         a problem (Litestar's ``request_max_body_size``). FastAPI keeps it here: Starlette's
-        limiter answers an oversize ``Content-Length`` with a plain-text 413."""
+        limiter answers an oversize ``Content-Length`` with a plain-text 413.
+
+        ``exact_paths=True`` answers 404 for a path with a trailing or a repeated slash
+        before the app sees it, for a router that would normalise it into a route
+        (Litestar's: SPEC §2.1 routes exact paths). Here rather than in a wrapper of its
+        own, to spare every request one more ASGI layer."""
         self.app = app
         self.settings = settings
         self.limit_body = limit_body
+        self.exact_paths = exact_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,15 +84,63 @@ class LabMiddleware:
         coding = negotiation.best_encoding(accept_encoding)
         if self.limit_body:
             receive = _limited_receive(receive, content_length)
-        responder = _Responder(self, send, started, coding)
+        timed = started if self.settings.timing else None
+        app = self.app
+        if self.exact_paths and _rewritten(scope["path"]):
+            app = _not_found
+        if coding is None and not self.settings.access_log:
+            # The hot path: no coding to apply, so every rule is decided on the response head
+            # and the body passes straight through; one closure, no per-request object.
+            async def send_identity(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = _head_rules(message, timed)
+                await send(message)
+
+            await app(scope, receive, send_identity)
+            return
+        responder = _Responder(self.settings, send, timed, coding)
         if not self.settings.access_log:
-            await self.app(scope, receive, responder.send)
+            await app(scope, receive, responder.send)
             return
         try:
-            await self.app(scope, receive, responder.send)
+            await app(scope, receive, responder.send)
         finally:  # an exception escaping the app is the server's 500
             duration_ms = (time.perf_counter() - started) * 1000
             log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
+
+
+def _rewritten(path: str) -> bool:
+    return path != "/" and (path.endswith("/") or "//" in path)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    await problem_response(send, not_found())
+
+
+def _head_rules(start: Message, started: float | None) -> Message:
+    """The rules a response head alone decides: ``Server-Timing`` (when ``started`` is
+    given), and ``Vary: Accept-Encoding`` on a compressible type, whether or not this
+    response is compressed. Returns a new message: the app may send the same dict on every
+    request (a constant), which must not grow a header per request."""
+    headers = list(start.get("headers", ()))
+    if started is not None:
+        headers.append(
+            (b"server-timing", b"app;dur=%.3f" % ((time.perf_counter() - started) * 1000))
+        )
+    media_type = vary = None
+    for key, value in headers:
+        if key == b"content-type":
+            media_type = value
+        elif key == b"vary":
+            vary = value
+    if _compressible(media_type):
+        if vary is None:
+            headers.append((b"vary", b"Accept-Encoding"))
+        else:
+            merged = compression.merge_vary(vary.decode("latin-1"), "Accept-Encoding")
+            headers = [h for h in headers if h[0] != b"vary"]
+            headers.append((b"vary", merged.encode()))
+    return {**start, "headers": headers}
 
 
 @lru_cache(maxsize=128)
@@ -88,26 +149,25 @@ def _compressible(media_type: bytes | None) -> bool:
 
 
 class _Responder:
-    """Per-request state of :class:`LabMiddleware`: holds the response head until the first
-    body chunk tells whether the body is whole (compress once) or streamed (compress chunks).
-
-    The hot path (a whole body the client did not ask to compress) scans the head once,
-    compares header names and values as bytes and appends rather than rebuilds: each
-    decode, list copy and keyword call here is paid on every response (CHANGELOG)."""
+    """Per-request state of :class:`LabMiddleware` when the body may be compressed (or the
+    access log needs the status): holds the response head until the first body chunk tells
+    whether the body is whole (compress once) or streamed (compress chunks)."""
 
     __slots__ = (
         "coding",
         "encoder",
-        "mw",
         "passthrough",
         "pending",
         "raw_send",
+        "settings",
         "started",
         "status",
     )
 
-    def __init__(self, mw: LabMiddleware, send: Send, started: float, coding: str | None) -> None:
-        self.mw = mw
+    def __init__(
+        self, settings: Settings, send: Send, started: float | None, coding: str | None
+    ) -> None:
+        self.settings = settings
         self.raw_send = send
         self.started = started
         self.coding = coding
@@ -123,12 +183,7 @@ class _Responder:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
-            headers = list(message.get("headers", ()))
-            if self.mw.settings.timing:
-                dur = (time.perf_counter() - self.started) * 1000
-                headers.append((b"server-timing", b"app;dur=%.3f" % dur))
-            # A new message: the app may send the same dict on every request (a constant).
-            self.pending = {**message, "headers": headers}
+            self.pending = _head_rules(message, self.started)
         elif kind != "http.response.body":
             await self.raw_send(message)
         elif self.encoder is not None:
@@ -146,34 +201,18 @@ class _Responder:
 
     async def _first_body(self, start: Message, message: Message) -> None:
         headers: list[tuple[bytes, bytes]] = start["headers"]
-        media_type = content_encoding = vary = length = None
+        media_type = content_encoding = length = None
         for key, value in headers:
             if key == b"content-type":
                 media_type = value
-            elif key == b"vary":
-                vary = value
             elif key == b"content-encoding":
                 content_encoding = value
             elif key == b"content-length":
                 length = value
-        compressible = _compressible(media_type)
-        if compressible:
-            if vary is None:
-                headers.append((b"vary", b"Accept-Encoding"))
-            else:
-                merged = compression.merge_vary(vary.decode("latin-1"), "Accept-Encoding")
-                headers = [h for h in headers if h[0] != b"vary"]
-                headers.append((b"vary", merged.encode()))
-                start["headers"] = headers
-        if self.coding is None or not compressible:
-            self.passthrough = True
-            await self.raw_send(start)
-            await self.raw_send(message)
-            return
-        settings = self.mw.settings
+        settings = self.settings
         body: bytes = message.get("body", b"")
         streamed = bool(message.get("more_body", False))
-        if not compression.should_compress(
+        if self.coding is None or not compression.should_compress(
             coding=self.coding,
             media_type=None if media_type is None else media_type.decode("latin-1"),
             status=start["status"],

@@ -28,8 +28,7 @@ from litestar.response import Stream
 
 from common import items, ratelimit, replies, techempower
 from common.aio import Resources, open_resources, service
-from common.asgi import ASGIApp, LabMiddleware, Receive, Scope, Send
-from common.asgi import problem_response as send_problem
+from common.asgi import LabMiddleware
 from common.problems import (
     MAX_BODY_BYTES,
     PROBLEM_MEDIA_TYPE,
@@ -37,7 +36,6 @@ from common.problems import (
     Problem,
     bad_json,
     internal,
-    not_found,
     payload_too_large,
     unsupported_media_type,
     validation,
@@ -371,23 +369,11 @@ def create_app() -> LabMiddleware:
     )
     # Litestar runs ``middleware=[...]`` per route, after routing, so a 404 or a 405 would
     # never pass through it. The lab's middleware must see every response (Server-Timing,
-    # Vary), so it wraps the whole application as plain ASGI instead.
-    return LabMiddleware(exact_paths(app), settings, limit_body=False)  # type: ignore[arg-type]
-
-
-def exact_paths(app: ASGIApp) -> ASGIApp:
-    """Litestar's router normalises a path before matching it (trailing slashes stripped,
-    repeated ones collapsed; no setting turns that off), so ``/json/`` would answer as
-    ``/json``. The contract routes exact paths: a path the router would rewrite is unknown."""
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "/")
-        if scope["type"] == "http" and path != "/" and (path.endswith("/") or "//" in path):
-            await send_problem(send, not_found())
-            return
-        await app(scope, receive, send)
-
-    return guarded
+    # Vary), so it wraps the whole application as plain ASGI instead. Litestar's router
+    # normalises a path before matching it (trailing slashes stripped, repeated ones
+    # collapsed; no setting turns that off), so ``/json/`` would answer as ``/json``: the
+    # middleware's ``exact_paths`` keeps the contract's exact routing.
+    return LabMiddleware(app, settings, limit_body=False, exact_paths=True)  # type: ignore[arg-type]
 
 
 app = create_app()
