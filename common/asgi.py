@@ -69,6 +69,9 @@ class LabMiddleware:
         self.settings = settings
         self.limit_body = limit_body
         self.exact_paths = exact_paths
+        # Read on every request: plain attributes, not a walk through settings.
+        self.timing = settings.timing
+        self.access_log = settings.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,14 +84,16 @@ class LabMiddleware:
                 accept_encoding = value.decode("latin-1")
             elif key == b"content-length":
                 content_length = value.decode("latin-1")
-        coding = negotiation.best_encoding(accept_encoding)
+        coding = negotiation.best_encoding(accept_encoding) if accept_encoding else None
         if self.limit_body:
             receive = _limited_receive(receive, content_length)
-        timed = started if self.settings.timing else None
         app = self.app
-        if self.exact_paths and _rewritten(scope["path"]):
-            app = _not_found
-        if coding is None and not self.settings.access_log:
+        if self.exact_paths:
+            path = scope["path"]
+            if path != "/" and (path.endswith("/") or "//" in path):
+                app = _not_found
+        timed = started if self.timing else None
+        if coding is None and not self.access_log:
             # The hot path: no coding to apply, so every rule is decided on the response head
             # and the body passes straight through; one closure, no per-request object.
             async def send_identity(message: Message) -> None:
@@ -99,7 +104,7 @@ class LabMiddleware:
             await app(scope, receive, send_identity)
             return
         responder = _Responder(self.settings, send, timed, coding)
-        if not self.settings.access_log:
+        if not self.access_log:
             await app(scope, receive, responder.send)
             return
         try:
@@ -107,10 +112,6 @@ class LabMiddleware:
         finally:  # an exception escaping the app is the server's 500
             duration_ms = (time.perf_counter() - started) * 1000
             log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
-
-
-def _rewritten(path: str) -> bool:
-    return path != "/" and (path.endswith("/") or "//" in path)
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,16 +124,16 @@ def _head_rules(start: Message, started: float | None) -> Message:
     response is compressed. Returns a new message: the app may send the same dict on every
     request (a constant), which must not grow a header per request."""
     headers = list(start.get("headers", ()))
-    if started is not None:
-        headers.append(
-            (b"server-timing", b"app;dur=%.3f" % ((time.perf_counter() - started) * 1000))
-        )
     media_type = vary = None
     for key, value in headers:
         if key == b"content-type":
             media_type = value
         elif key == b"vary":
             vary = value
+    if started is not None:
+        headers.append(
+            (b"server-timing", b"app;dur=%.3f" % ((time.perf_counter() - started) * 1000))
+        )
     if _compressible(media_type):
         if vary is None:
             headers.append((b"vary", b"Accept-Encoding"))
