@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["Stopped", "free_port", "spawn", "stop_group", "stop_tree", "wait_http_ok"]
+__all__ = ["Stopped", "free_port", "py_spy", "spawn", "stop_group", "stop_tree", "wait_http_ok"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -106,10 +106,15 @@ def _descendants(pid: int) -> list[int]:
 STACK_DUMP_TIMEOUT_S = 5.0  # per process; py-spy attaches, reads and detaches in well under 1 s
 
 
+def py_spy() -> str | None:
+    """The py-spy executable: the lab's ``profile`` extra installs it next to the
+    interpreter, which need not be on PATH; else whatever PATH has; None without one."""
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
 def _stacks(pids: Sequence[int]) -> str:
-    """``py-spy dump`` of each live process in ``pids`` (the lab's ``profile`` extra installs
-    it next to the interpreter); empty when py-spy is not there."""
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    """``py-spy dump`` of each live process in ``pids``; empty when py-spy is not there."""
+    spy = py_spy()
     if spy is None:
         return ""
     dumps = []

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 
@@ -34,8 +33,6 @@ def test_a_child_that_exits_on_sigterm_is_clean() -> None:
 
 
 def test_a_stuck_child_is_killed_with_its_stacks_on_record() -> None:
-    import subprocess
-
     proc = procs.spawn([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     grandchild = int(proc.stdout.readline())
@@ -45,8 +42,7 @@ def test_a_stuck_child_is_killed_with_its_stacks_on_record() -> None:
     assert not psutil.pid_exists(grandchild) or (
         psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
     )
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if spy is None:
+    if procs.py_spy() is None:
         assert "py-spy is not installed" in stopped.stuck
     else:
         # Both processes' stacks, the parent's in the function it was stuck in.
