@@ -20,7 +20,6 @@ import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import Parameter
@@ -84,16 +83,20 @@ def problem_response(problem: Problem) -> Response[bytes]:
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    async with open_resources(get_settings()) as resources:
-        app.state.resources = resources
+    async with open_resources(get_settings()) as opened:
+        app.state.resources = opened
         yield
 
 
-def get_resources(state: State) -> Resources:
-    """The ``res`` dependency: Litestar injects by parameter name, so a handler asks for it
-    as ``res: Resources`` (and Litestar itself supplies ``state``, ``request``, ``headers``)."""
-    resources: Resources = state.resources
-    return resources
+def resources(state: State) -> Resources:
+    """The worker's pools and clients, opened by the lifespan. A handler asks for ``state``
+    (Litestar supplies it, as it does ``request`` and ``headers``) rather than for a
+    ``Provide`` dependency: Litestar resolves a dependency on every request, and for a value
+    that is the same for every request that cost a measurable share of ``/db``'s
+    instructions over the hello world's (``lab instructions``, docs/performance.md). FastAPI's
+    adapter reads ``app.state`` for the same reason."""
+    res: Resources = state.resources
+    return res
 
 
 # -- Request bodies ------------------------------------------------------------------------
@@ -151,65 +154,66 @@ async def json() -> Response[Any]:
 
 
 @get("/db")
-async def db(res: Resources) -> Response[Any]:
-    return render(await service.db(res))
+async def db(state: State) -> Response[Any]:
+    return render(await service.db(resources(state)))
 
 
 @get("/queries")
-async def queries(res: Resources, queries: str | None = None) -> Response[Any]:
-    return render(await service.queries(res, techempower.queries_param(queries)))
+async def queries(state: State, queries: str | None = None) -> Response[Any]:
+    return render(await service.queries(resources(state), techempower.queries_param(queries)))
 
 
 @get("/updates")
-async def updates(res: Resources, queries: str | None = None) -> Response[Any]:
-    return render(await service.updates(res, techempower.queries_param(queries)))
+async def updates(state: State, queries: str | None = None) -> Response[Any]:
+    return render(await service.updates(resources(state), techempower.queries_param(queries)))
 
 
 @get("/fortunes")
-async def fortunes(res: Resources) -> Response[Any]:
-    return render(await service.fortunes(res))
+async def fortunes(state: State) -> Response[Any]:
+    return render(await service.fortunes(resources(state)))
 
 
 @get("/items/batch")  # a static segment: Litestar's route trie tries it before /items/{id}
-async def batch(res: Resources, ids: str | None = None) -> Response[Any]:
-    return render(await service.batch_items(res, parse_ids(ids)))
+async def batch(state: State, ids: str | None = None) -> Response[Any]:
+    return render(await service.batch_items(resources(state), parse_ids(ids)))
 
 
 # The id arrives as text and common's path_id parses it: a Litestar ``{id:int}`` converter
 # answers 404 for "abc" (the route does not match), where the contract wants 422 with loc
 # ["path", "id"] for a non-integer, as for an id outside int32.
 @get("/items/{id:str}")
-async def get_item(res: Resources, id: str) -> Response[Any]:
-    return render(await service.get_item(res, path_id(id)))
+async def get_item(state: State, id: str) -> Response[Any]:
+    return render(await service.get_item(resources(state), path_id(id)))
 
 
 @get("/items")
 async def list_items(
-    res: Resources,
+    state: State,
     limit: Annotated[int, Parameter(ge=1, le=items.PAGE_LIMIT_MAX)] = items.PAGE_LIMIT_DEFAULT,
     after: Annotated[int, Parameter(ge=0, le=items.INT32_MAX)] = 0,
     category: items.Category | None = None,
 ) -> Response[Any]:
-    return render(await service.list_items(res, limit, after, category))
+    return render(await service.list_items(resources(state), limit, after, category))
 
 
 @post("/items", before_request=require_json)
-async def create_item(request: AnyRequest, res: Resources, data: items.ItemIn) -> Response[Any]:
+async def create_item(request: AnyRequest, state: State, data: items.ItemIn) -> Response[Any]:
     await strictly(request, items.ItemIn)
-    return render(await service.create_item(res, data))
+    return render(await service.create_item(resources(state), data))
 
 
 @get("/cached/items/{id:str}")
 async def cached_item(
-    res: Resources,
+    state: State,
     id: str,
     if_none_match: Annotated[str | None, Parameter(header="if-none-match")] = None,
 ) -> Response[Any]:
-    return render(await service.cached_item(res, path_id(id), if_none_match))
+    return render(await service.cached_item(resources(state), path_id(id), if_none_match))
 
 
 @get("/limited")
-async def limited(request: AnyRequest, res: Resources) -> Response[Any]:
+async def limited(request: AnyRequest, state: State) -> Response[Any]:
+    res = resources(state)
     peer = request.client.host if request.client else None
     client = ratelimit.client_key(
         peer, request.headers.get("x-forwarded-for"), res.settings.trusted_proxies
@@ -219,11 +223,11 @@ async def limited(request: AnyRequest, res: Resources) -> Response[Any]:
 
 @get("/stream/items")
 async def stream_items(
-    res: Resources,
+    state: State,
     accept: Accept = None,
     count: Annotated[int, Parameter(ge=1, le=items.STREAM_COUNT_MAX)] = items.STREAM_COUNT_DEFAULT,
 ) -> Response[Any]:
-    return render(await service.stream_items(res, count, accept))
+    return render(await service.stream_items(resources(state), count, accept))
 
 
 @get("/stream/events")
@@ -238,54 +242,55 @@ async def stream_events(
 
 @get("/report")
 async def report(
-    res: Resources,
+    state: State,
     rows: Annotated[int, Parameter(ge=1, le=items.REPORT_ROWS_MAX)] = items.REPORT_ROWS_DEFAULT,
 ) -> Response[Any]:
-    return render(await service.report(res, rows))
+    return render(await service.report(resources(state), rows))
 
 
 @get("/products")
-async def products(res: Resources, accept: Accept = None) -> Response[Any]:
-    return render(await service.products(res, accept))
+async def products(state: State, accept: Accept = None) -> Response[Any]:
+    return render(await service.products(resources(state), accept))
 
 
 @get("/aggregate")
 async def aggregate(
-    res: Resources,
+    state: State,
     n: Annotated[int, Parameter(ge=1, le=items.FANOUT_MAX)] = items.FANOUT_DEFAULT,
     delay_ms: Annotated[int, Parameter(ge=0, le=items.DELAY_MAX)] = items.DELAY_DEFAULT,
 ) -> Response[Any]:
-    return render(await service.aggregate(res, n, delay_ms))
+    return render(await service.aggregate(resources(state), n, delay_ms))
 
 
 @get("/cpu")
 async def cpu(
-    res: Resources, n: Annotated[int, Parameter(ge=1, le=items.CPU_MAX)] = items.CPU_DEFAULT
+    state: State, n: Annotated[int, Parameter(ge=1, le=items.CPU_MAX)] = items.CPU_DEFAULT
 ) -> Response[Any]:
-    return render(await service.cpu(res, n))
+    return render(await service.cpu(resources(state), n))
 
 
 @post("/tasks", before_request=require_json)
 async def create_task(
-    request: AnyRequest, res: Resources, data: items.TaskIn | None = None
+    request: AnyRequest, state: State, data: items.TaskIn | None = None
 ) -> Response[Any]:
     if data is None:  # no body (or JSON null): every field takes its default
         data = items.TaskIn()
     else:
         await strictly(request, items.TaskIn)
+    res = resources(state)
     reply, task_id = await service.create_task(res, data)
     # A response's background task runs after its last byte has been sent.
     return render(reply, BackgroundTask(service.run_task, res, task_id, data))
 
 
 @get("/tasks/{task_id:str}")
-async def get_task(res: Resources, task_id: str) -> Response[Any]:
-    return render(await service.get_task(res, task_id))
+async def get_task(state: State, task_id: str) -> Response[Any]:
+    return render(await service.get_task(resources(state), task_id))
 
 
 @get("/health")
-async def health(res: Resources) -> Response[Any]:
-    return render(await service.health(res))
+async def health(state: State) -> Response[Any]:
+    return render(await service.health(resources(state)))
 
 
 ROUTES = [
@@ -355,7 +360,6 @@ def create_app() -> LabMiddleware:
     app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
-        dependencies={"res": Provide(get_resources, sync_to_thread=False)},
         exception_handlers={
             Problem: on_problem,
             ValidationException: on_validation,
