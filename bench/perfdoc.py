@@ -5,7 +5,9 @@
 (``x server``) and to its framework's hello world (``x fw``), checked against issue 8's
 goals (``/json`` keeps at least 0.90 of the hello world, ``/db`` at least 0.80 of the
 hello world's ``/db``); then, with ``--memory``, the streaming-memory table of ``lab
-memory``, and with ``--instructions`` the instruction counts of ``lab instructions``.
+memory``, with ``--instructions`` the instruction counts of ``lab instructions``, and with
+``--between OTHER_RUN`` the ``x fw`` ratios of RUN and each other run side by side (how far
+a ratio moves from one run to the next, which no single run's spread shows).
 RUN_DIR is a ``lab bench`` run (its ``summary.json``); the ratios are the ones
 ``bench.stats`` computed there, over the median of the run's repeats at one concurrency.
 With ``--update docs/performance.md`` the output replaces the page's generated block instead
@@ -24,7 +26,7 @@ from typing import Any
 from . import docblock, instructions, memory
 from .results import wall_span
 
-__all__ = ["BEGIN", "END", "GOALS", "floor_tables", "main"]
+__all__ = ["BEGIN", "END", "GOALS", "between_runs", "floor_tables", "main"]
 
 BEGIN, END = "<!-- perfdoc:begin -->", "<!-- perfdoc:end -->"
 
@@ -103,6 +105,48 @@ def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
     return "\n".join(out)
 
 
+def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
+    """``x fw`` of every pair in several floors runs, one column per run, for the scenarios
+    with a goal: the spread inside one run says how its repeats agree, this says how far the
+    same ratio moves between runs on the same machine."""
+    runs: list[tuple[str, str, dict[tuple[str, str], float | None]]] = []
+    for run_dir in run_dirs:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        commit = str((manifest.get("git") or {}).get("commit") or "?")[:7]
+        ratios = {
+            (str(r["scenario"]), str(r["target"])): _ratio(r, "framework")
+            for r in summary["rows"]
+            if r["role"] == "pair" and r["concurrency"] == concurrency and r["outcome"] == "ok"
+        }
+        runs.append((str(summary["run_id"]), commit, ratios))
+    runs.sort(key=lambda run: run[0])  # run ids start with their UTC start time
+    order = list(GOALS)
+    keys = sorted(
+        {key for _, _, ratios in runs for key in ratios if GOALS.get(key[0]) is not None},
+        key=lambda key: (order.index(key[0]), key[1]),
+    )
+    out = [
+        f"`x fw` at {concurrency} connections in each floors run, one column per run, oldest "
+        "first; `range`: "
+        "the largest minus the smallest. A pair whose code changed between two runs' commits "
+        "moved for that reason too (the CHANGELOG says which); the others show how far the "
+        "same ratio moves from one run to the next on this machine.",
+        "",
+        "| pair | scenario | "
+        + " | ".join(f"`{rid}` ({commit})" for rid, commit, _ in runs)
+        + " | range |",
+        "|---|---|" + "---:|" * (len(runs) + 1),
+    ]
+    for scenario, target in keys:
+        values = [ratios.get((scenario, target)) for _, _, ratios in runs]
+        present = [v for v in values if v is not None]
+        spread = max(present) - min(present) if len(present) > 1 else None
+        cells = " | ".join(_fmt(v) for v in values)
+        out.append(f"| {target} | {scenario} | {cells} | {_fmt(spread)} |")
+    return "\n".join(out) + "\n"
+
+
 def quick_wall_time(run_dir: Path) -> str:
     """Harness cost from a quick run's own record: its first cell's start to its last
     cell's end (what ``time nox -s bench`` measures, less the environment's install)."""
@@ -135,11 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a lab instructions folder (instructions.json); repeat for a follow-up run, "
         "each rendered as its own table (ratios never mix runs)",
     )
+    parser.add_argument(
+        "--between",
+        action="append",
+        default=[],
+        help="another floors run; repeat for more: x fw of RUN and each of these side by side",
+    )
     parser.add_argument("--quick", help="a quick run (nox -s bench) for the harness-cost line")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--update", type=Path, help="rewrite the generated block of this page")
     args = parser.parse_args(argv)
     text = floor_tables(Path(args.run), args.concurrency)
+    if args.between:
+        runs = [Path(args.run), *map(Path, args.between)]
+        text += "\n### Run to run\n\n" + between_runs(runs, args.concurrency)
     if args.memory:
         header, results = memory.load_results(Path(args.memory) / "memory.json")
         text += "\n" + _demote(memory.markdown(results, header))
