@@ -128,8 +128,8 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
     )
     out = [
         f"`x fw` at {concurrency} connections in each floors run, one column per run, oldest "
-        "first; `range`: "
-        "the largest minus the smallest. A pair whose code changed between two runs' commits "
+        "first; `range`: the largest minus the smallest. A pair whose code changed between "
+        "two runs' commits "
         "moved for that reason too (the CHANGELOG says which); the others show how far the "
         "same ratio moves from one run to the next on this machine.",
         "",
@@ -141,9 +141,9 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
     for scenario, target in keys:
         values = [ratios.get((scenario, target)) for _, _, ratios in runs]
         present = [v for v in values if v is not None]
-        spread = max(present) - min(present) if len(present) > 1 else None
+        moved = max(present) - min(present) if len(present) > 1 else None
         cells = " | ".join(_fmt(v) for v in values)
-        out.append(f"| {target} | {scenario} | {cells} | {_fmt(spread)} |")
+        out.append(f"| {target} | {scenario} | {cells} | {_fmt(moved)} |")
     return "\n".join(out) + "\n"
 
 
