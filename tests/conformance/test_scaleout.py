@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from lab import matrix, scaleout
@@ -83,7 +85,7 @@ def live(proxied) -> str:
     return url
 
 
-def test_requests_spread_over_both_instances(live: str) -> None:
+def test_requests_spread_over_both_instances(live: str, proxied) -> None:
     """Round robin over two instances: a run of requests is answered by exactly two
     distinct upstreams, each about half; every response keeps the contract's common rules
     through the proxy (one Server, one Date, Server-Timing, no 5xx)."""
@@ -93,7 +95,7 @@ def test_requests_spread_over_both_instances(live: str) -> None:
             resp = c.get("/json")
             assert json_body(resp) == {"message": "Hello, World!"}
             seen[resp.headers["x-lab-upstream"]] += 1
-    assert len(seen) == INSTANCES, dict(seen)
+    assert len(seen) == INSTANCES, f"{dict(seen)}\n{proxied[1].log_tail()}"
     assert all(n >= 5 for n in seen.values()), f"uneven spread: {dict(seen)}"
     assert all(addr.startswith(f"{HOST}:") for addr in seen)
 
@@ -133,6 +135,49 @@ def test_limiter_is_shared_and_keys_on_the_real_client(live: str) -> None:
         other = b.get("/limited")
         assert other.status_code == 200
         assert other.headers["ratelimit-remaining"] == str(LIMIT - 1)
+
+
+def _tcp(ports: set[int]) -> list[Any]:
+    return [
+        k
+        for k in psutil.net_connections("tcp")
+        if k.raddr and (k.laddr.port in ports or k.raddr.port in ports)
+    ]
+
+
+ACTIVE_CLOSE = {psutil.CONN_FIN_WAIT1, psutil.CONN_FIN_WAIT2, psutil.CONN_TIME_WAIT}
+
+
+def test_the_proxy_closes_idle_instance_connections_first(proxied) -> None:
+    """nginx drops a pooled connection to an instance after 2 s idle (keepalive_timeout in
+    lab/nginx.conf.template), before the instance's own 5 s would: else a request can meet an
+    instance closing that connection, and nginx takes the instance out for 10 s. The side
+    that closes a TCP connection first goes through FIN-WAIT to TIME-WAIT, so this reads the
+    kernel's socket table: nginx's end of each pooled connection leaves ESTABLISHED within
+    4.5 s for one of those states, the instance's end for none of them."""
+    url, proc = proxied
+    with LabClient(url) as c:
+        upstreams = {c.get("/json").headers["x-lab-upstream"] for _ in range(2 * INSTANCES)}
+    ports = {int(addr.rsplit(":", 1)[1]) for addr in upstreams}
+    pooled = {  # (nginx's port, the instance's port)
+        (k.laddr.port, k.raddr.port)
+        for k in _tcp(ports)
+        if k.status == psutil.CONN_ESTABLISHED and k.raddr.port in ports
+    }
+    if not pooled:  # gunicorn's sync worker: no keep-alive, it closes after each response
+        closed = [k for k in _tcp(ports) if k.laddr.port in ports and k.status in ACTIVE_CLOSE]
+        assert closed, "nginx holds no connection to the instances, and they closed none"
+        return
+    deadline = time.monotonic() + 4.5  # the instances' own idle timeout is 5 s
+    while True:
+        ends = {(k.laddr.port, k.raddr.port): k.status for k in _tcp(ports)}
+        if not any(ends.get(conn) == psutil.CONN_ESTABLISHED for conn in pooled):
+            break
+        assert time.monotonic() < deadline, f"pooled connections still open\n{proc.log_tail()}"
+        time.sleep(0.1)  # polling the kernel's socket table for a condition, bounded above
+    closed_by_proxy = {conn for conn in pooled if ends.get(conn) in ACTIVE_CLOSE}
+    closed_by_instance = {conn for conn in pooled if ends.get(conn[::-1]) in ACTIVE_CLOSE}
+    assert (closed_by_proxy, closed_by_instance) == (pooled, set()), ends
 
 
 def test_stop_leaves_nothing_behind(proxied) -> None:
