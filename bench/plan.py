@@ -81,9 +81,13 @@ def levels(target: Target, sc: Scenario, method: Method) -> tuple[int, ...]:
 def build_plan(
     targets: Sequence[Target], scenarios: Sequence[Scenario], method: Method
 ) -> list[Group]:
+    """Every round starts each target once per configuration. Even rounds run the targets in
+    reverse (A B, B A, A B): a slow drift of the machine's speed then favours neither side of
+    a pair-to-floor ratio, and the two sit next to each other in every round (see
+    :func:`bench.targets.select_targets`)."""
     groups: list[Group] = []
     for rnd in range(1, method.repeats + 1):
-        for target in targets:
+        for target in targets if rnd % 2 else list(reversed(targets)):
             by_config: dict[str, list[Scenario]] = {}
             for sc in scenarios_for(target, scenarios, method):
                 by_config.setdefault(sc.config, []).append(sc)

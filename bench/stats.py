@@ -19,7 +19,15 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["cell_failures", "latency_coverage", "median", "percentile", "spread", "summarise"]
+__all__ = [
+    "cell_failures",
+    "latency_coverage",
+    "median",
+    "per_round_ratio",
+    "percentile",
+    "spread",
+    "summarise",
+]
 
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 CENSORED_BELOW = 0.5  # latency_coverage under this: the latency figures are censored
@@ -158,6 +166,7 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "outcome": outcome,
         "reasons": sorted({r for c in cells for r in c.get("reasons", [])}),
         "rps": {
+            "by_round": {str(c["repeat"]): float(c["load"]["rps"]) for c in ok},
             "median": median(rps),
             "min": min(rps, default=None),
             "max": max(rps, default=None),
@@ -211,16 +220,38 @@ def _rank(rows: list[dict[str, Any]]) -> None:
             row["rank"] = i
 
 
+def per_round_ratio(
+    row: Mapping[str, Any], floor: Mapping[str, Any]
+) -> dict[str, float | int] | None:
+    """The ratio taken round by round (this row's requests/s over the floor's in the same
+    round, which ran next to it) and its median, min and max over the rounds both have: a
+    drift of the machine between rounds moves both sides of each ratio together."""
+    mine = (row.get("rps") or {}).get("by_round") or {}
+    theirs = (floor.get("rps") or {}).get("by_round") or {}
+    ratios = [mine[r] / theirs[r] for r in sorted(mine) if theirs.get(r)]
+    mid = median(ratios)
+    if mid is None:
+        return None
+    return {
+        "median": round(mid, 4),
+        "min": round(min(ratios), 4),
+        "max": round(max(ratios), 4),
+        "rounds": len(ratios),
+    }
+
+
 def _floor_ratios(rows: list[dict[str, Any]]) -> None:
     """Fill ``floors`` with this row's requests/s over each of its floors' (same server,
     scenario and concurrency): ``server`` = the raw callable of its interface kind,
-    ``framework`` = its framework's hello world. Only ok rows are read against ok floors."""
+    ``framework`` = its framework's hello world; ``rps_ratio`` is the ratio of the medians,
+    ``per_round`` the ratios round by round (:func:`per_round_ratio`). Only ok rows are read
+    against ok floors."""
     by_key = {(r["target"], r["scenario"], r["concurrency"]): r for r in rows}
     for row in rows:
         refs = row.get("floor_targets") or {}
         for role, floor_id in refs.items():
             floor = by_key.get((floor_id, row["scenario"], row["concurrency"]))
-            ratio = None
+            ratio, rounds = None, None
             if (
                 floor is not None
                 and floor["outcome"] == "ok"
@@ -229,4 +260,5 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
                 and row["rps"]["median"] is not None
             ):
                 ratio = round(float(row["rps"]["median"]) / float(floor["rps"]["median"]), 4)
-            row["floors"][role] = {"target": floor_id, "rps_ratio": ratio}
+                rounds = per_round_ratio(row, floor)
+            row["floors"][role] = {"target": floor_id, "rps_ratio": ratio, "per_round": rounds}

@@ -122,9 +122,14 @@ def floor_targets() -> list[Target]:
 def select_targets(
     frameworks: tuple[str, ...] = (), servers: tuple[str, ...] = (), *, with_floors: bool = True
 ) -> list[Target]:
-    """The pairs chosen by the filters, then the floors that serve as their references: a
+    """The pairs chosen by the filters and the floors that serve as their references: a
     floor runs when a chosen pair uses its server and it is that pair's framework floor or
-    the raw floor of its interface kind. Naming a floor in ``frameworks`` selects it too."""
+    the raw floor of its interface kind. Naming a floor in ``frameworks`` selects it too.
+
+    Run order: server by server, each pair followed at once by the floors it is read against
+    (its hello world, then the raw callable unless an earlier pair on that server brought
+    it), then any floor named on its own. A ratio divides two numbers measured seconds
+    apart, not minutes: this machine's speed drifts on the scale of minutes."""
     floor_names = {f.name for f in floors()}
     pair_filter = tuple(f for f in frameworks if f not in floor_names)
     known = {f.name for f in matrix.frameworks()} | floor_names
@@ -144,7 +149,23 @@ def select_targets(
             with_floors and any(floor_of(p, target.floor) for p in chosen_pairs)
         ):
             chosen_floors.append(target)
-    return chosen_pairs + chosen_floors
+    return _pairs_next_to_floors(chosen_pairs, chosen_floors)
+
+
+def _pairs_next_to_floors(pairs: list[Target], floor_list: list[Target]) -> list[Target]:
+    server_order = [s.name for s in matrix.servers()]
+    ordered: list[Target] = []
+    left = list(floor_list)
+    for pair in sorted(pairs, key=lambda p: server_order.index(p.server)):  # stable
+        refs = [
+            f
+            for f in left
+            if f.floor is not None and f.server == pair.server and floor_of(pair, f.floor)
+        ]
+        refs.sort(key=lambda f: f.floor is not None and f.floor.floor_of != "framework")
+        ordered += [pair, *refs]
+        left = [f for f in left if f not in refs]
+    return ordered + left
 
 
 def floor_of(target: Target, floor: Floor) -> bool:

@@ -9,9 +9,19 @@ from typing import Any
 from bench import perfdoc
 
 
-def _row(target: str, scenario: str, rps: float, server: float | None, fw: float | None) -> Any:
-    def ref(value: float | None) -> Any:
-        return {"target": "floor", "rps_ratio": value}
+def _row(
+    target: str,
+    scenario: str,
+    rps: float,
+    server: float | None,
+    fw: float | None,
+    fw_rounds: tuple[float, float, float] | None = None,
+) -> Any:
+    def ref(value: float | None, rounds: tuple[float, float, float] | None = None) -> Any:
+        per_round = None
+        if rounds is not None:
+            per_round = dict(zip(("median", "min", "max"), rounds, strict=True)) | {"rounds": 3}
+        return {"target": "floor", "rps_ratio": value, "per_round": per_round}
 
     return {
         "target": target,
@@ -21,7 +31,7 @@ def _row(target: str, scenario: str, rps: float, server: float | None, fw: float
         "outcome": "ok",
         "rps": {"median": rps, "spread": 0.05},
         "cpu_s_per_1k": 0.2,
-        "floors": {"server": ref(server), "framework": ref(fw)},
+        "floors": {"server": ref(server), "framework": ref(fw, fw_rounds)},
     }
 
 
@@ -29,6 +39,9 @@ def test_floor_tables_check_each_goal(tmp_path: Path) -> None:
     rows = [
         _row("a-x", "json", 20_000, 0.5, 0.95),
         _row("b-x", "json", 10_000, 0.3, 0.70),
+        # met on the ratio of medians, not round by round: judged on the lower, not met
+        _row("c-x", "json", 18_000, 0.45, 0.93, (0.88, 0.85, 0.94)),
+        _row("d-x", "json", 19_000, 0.47, 0.91, (0.92, 0.90, 0.97)),
         _row("a-x", "db", 5_000, None, 0.81),
         {**_row("a-x", "fortunes", 4_000, None, None)},
         {**_row("a-x", "json", 1, 1.0, 1.0), "concurrency": 8},  # another level: left out
@@ -37,10 +50,12 @@ def test_floor_tables_check_each_goal(tmp_path: Path) -> None:
     ]
     (tmp_path / "summary.json").write_text(json.dumps({"run_id": "r1", "rows": rows}))
     text = perfdoc.floor_tables(tmp_path)
-    assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | 0.50 | met |" in text
-    assert "| b-x | 10,000 | 5% | 0.30 | 0.70 | 0.50 | **not met** |" in text
-    assert "| a-x | 5,000 | 5% | - | 0.81 | - | met |" in text  # no db floor row in the run
-    assert "| a-x | 4,000 | 5% | - | - | - | - |" in text
+    assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | - | 0.50 | met |" in text
+    assert "| b-x | 10,000 | 5% | 0.30 | 0.70 | - | 0.50 | **not met** |" in text
+    assert "| c-x | 18,000 | 5% | 0.45 | 0.93 | 0.88 (0.85-0.94) | 0.50 | **not met** |" in text
+    assert "| d-x | 19,000 | 5% | 0.47 | 0.91 | 0.92 (0.90-0.97) | 0.50 | met |" in text
+    assert "| a-x | 5,000 | 5% | - | 0.81 | - | - | met |" in text  # no db floor row in the run
+    assert "| a-x | 4,000 | 5% | - | - | - | - | - |" in text
     assert "| a-x | 1 |" not in text
     assert perfdoc.main([str(tmp_path)]) == 0
 
@@ -57,7 +72,7 @@ def test_update_rewrites_only_the_generated_block(tmp_path: Path) -> None:
     assert text.startswith("# Prose\n\n")
     assert text.endswith(f"{perfdoc.END}\n\nMore prose.\n")
     assert "old table" not in text
-    assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | - | met |" in text
+    assert "| a-x | 20,000 | 5% | 0.50 | 0.95 | - | - | met |" in text
 
 
 def test_quick_wall_time_reads_the_runs_own_record(tmp_path: Path) -> None:

@@ -69,11 +69,29 @@ def test_every_pair_has_its_floors() -> None:
 
 def test_filters_select_pairs_and_their_floors() -> None:
     ids = [t.id for t in select_targets(("fastapi",), ("uvicorn",))]
-    assert ids == ["fastapi-uvicorn", "raw_asgi-uvicorn", "hello_fastapi-uvicorn"]
+    assert ids == ["fastapi-uvicorn", "hello_fastapi-uvicorn", "raw_asgi-uvicorn"]
     assert [t.id for t in select_targets(("fastapi",), ("uvicorn",), with_floors=False)] == [
         "fastapi-uvicorn"
     ]
     assert [t.id for t in select_targets(("raw_wsgi",), ("granian",))] == ["raw_wsgi-granian"]
+
+
+def test_each_pair_runs_next_to_its_floors() -> None:
+    """Server by server; a pair, then its hello world, then the raw callable (once per
+    server: the second pair on uvicorn finds it placed already)."""
+    ids = [t.id for t in select_targets(("fastapi", "litestar"), ("uvicorn", "granian"))]
+    assert ids == [
+        "fastapi-uvicorn",
+        "hello_fastapi-uvicorn",
+        "raw_asgi-uvicorn",
+        "litestar-uvicorn",
+        "hello_litestar-uvicorn",
+        "fastapi-granian",
+        "hello_fastapi-granian",
+        "raw_asgi-granian",
+        "litestar-granian",
+        "hello_litestar-granian",
+    ]
 
 
 def test_floor_command_override() -> None:
@@ -86,7 +104,7 @@ def test_floor_command_override() -> None:
     assert "uvicorn_worker.UvicornWorker" in argv
 
 
-def test_rounds_interleave_targets_and_configs_get_their_own_start() -> None:
+def test_rounds_alternate_direction_and_configs_get_their_own_start() -> None:
     method = method_for(quick=False, repeats=2, concurrency=(8, 64))
     targets = select_targets(("fastapi",), ("uvicorn", "granian"), with_floors=False)
     chosen = [scenario("json"), scenario("limited"), scenario("stream-items")]
@@ -98,10 +116,10 @@ def test_rounds_interleave_targets_and_configs_get_their_own_start() -> None:
         (1, "fastapi-uvicorn", limited),
         (1, "fastapi-granian", "default"),
         (1, "fastapi-granian", limited),
+        (2, "fastapi-granian", "default"),  # even rounds run the targets in reverse
+        (2, "fastapi-granian", limited),
         (2, "fastapi-uvicorn", "default"),
         (2, "fastapi-uvicorn", limited),
-        (2, "fastapi-granian", "default"),
-        (2, "fastapi-granian", limited),
     ]
     first = [c.id for c in groups[0].cells]
     assert first == [

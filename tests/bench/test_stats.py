@@ -64,6 +64,7 @@ def test_row_medians_over_repeats() -> None:
     cells = [_cell("a-srv", r, repeat=i) for i, r in enumerate([1000.0, 1050.0, 1020.0], 1)]
     [row] = stats.summarise(cells, noisy_threshold=0.10, planned_repeats=3)
     assert row["rps"] == {
+        "by_round": {"1": 1000.0, "2": 1050.0, "3": 1020.0},
         "median": 1020.0,
         "min": 1000.0,
         "max": 1050.0,
@@ -131,12 +132,52 @@ def test_floor_ratios() -> None:
         _cell("raw-srv", 10000.0, role="floor"),
     ]
     rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
+
+    def one_round(ratio: float) -> dict[str, float | int]:
+        return {"median": ratio, "min": ratio, "max": ratio, "rounds": 1}
+
     assert rows["fw-srv"]["floors"] == {
-        "server": {"target": "raw-srv", "rps_ratio": 0.25},
-        "framework": {"target": "hello-srv", "rps_ratio": 0.5},
+        "server": {"target": "raw-srv", "rps_ratio": 0.25, "per_round": one_round(0.25)},
+        "framework": {"target": "hello-srv", "rps_ratio": 0.5, "per_round": one_round(0.5)},
     }
-    assert rows["hello-srv"]["floors"]["server"] == {"target": "raw-srv", "rps_ratio": 0.5}
+    assert rows["hello-srv"]["floors"]["server"] == {
+        "target": "raw-srv",
+        "rps_ratio": 0.5,
+        "per_round": one_round(0.5),
+    }
     assert rows["raw-srv"]["floors"] == {"server": None, "framework": None}
+
+
+def test_per_round_ratio_pairs_each_round_with_its_floor() -> None:
+    """The machine slowed down in round 3 while the floor ran (1900 where it did 2000) and
+    the pair ran slow all of round 3: the ratio of the medians (950 / 1900) reads 0.5, the
+    rounds say 0.9, 0.9, 0.5. Both are published; only the per-round one pairs neighbours."""
+    pair = [900.0, 1800.0, 950.0]
+    floor = [1000.0, 2000.0, 1900.0]
+    cells = [
+        *(
+            _cell("fw-srv", v, repeat=i, floors={"framework": "hello-srv"})
+            for i, v in enumerate(pair, 1)
+        ),
+        *(_cell("hello-srv", v, repeat=i, role="floor") for i, v in enumerate(floor, 1)),
+    ]
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=1.0)}
+    ref = rows["fw-srv"]["floors"]["framework"]
+    assert ref["rps_ratio"] == 0.5
+    assert ref["per_round"] == {"median": 0.9, "min": 0.5, "max": 0.9, "rounds": 3}
+    assert rows["fw-srv"]["rps"]["by_round"] == {"1": 900.0, "2": 1800.0, "3": 950.0}
+
+
+def test_per_round_ratio_uses_only_rounds_both_have() -> None:
+    row = {"rps": {"by_round": {"1": 90.0, "2": 80.0}}}
+    assert stats.per_round_ratio(row, {"rps": {"by_round": {"2": 100.0, "3": 50.0}}}) == {
+        "median": 0.8,
+        "min": 0.8,
+        "max": 0.8,
+        "rounds": 1,
+    }
+    assert stats.per_round_ratio(row, {"rps": {"by_round": {"3": 50.0}}}) is None
+    assert stats.per_round_ratio({"rps": {}}, {"rps": {}}) is None  # a run from before rounds
 
 
 def test_floor_ratio_absent_when_the_floor_failed() -> None:
@@ -145,7 +186,11 @@ def test_floor_ratio_absent_when_the_floor_failed() -> None:
         _cell("raw-srv", 10000.0, role="floor", outcome="failed"),
     ]
     rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
-    assert rows["fw-srv"]["floors"]["server"] == {"target": "raw-srv", "rps_ratio": None}
+    assert rows["fw-srv"]["floors"]["server"] == {
+        "target": "raw-srv",
+        "rps_ratio": None,
+        "per_round": None,
+    }
 
 
 def test_client_saturation_is_carried() -> None:
