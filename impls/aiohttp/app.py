@@ -175,7 +175,7 @@ def run_in_background(app: web.Application, coro: Coroutine[Any, Any, None]) -> 
 # -- The lab's rules, around every route ----------------------------------------------------
 
 
-def lab_route(handler: Handler) -> Handler:
+def lab_route(handler: Handler, *, streams: bool = False) -> Handler:
     """Every error becomes a problem; whole bodies are compressed and timed here. A stream
     sends its head from inside the handler, so :func:`stream` compresses and times itself.
 
@@ -183,12 +183,19 @@ def lab_route(handler: Handler) -> Handler:
     middleware runs two more coroutine layers on every request (the middleware, then aiohttp's
     own ``_fix_request_current_app``), measured at about a tenth of aiohttp's cost on
     ``/json`` (docs/performance.md). The router's 404 and 405 never reach a route's handler,
-    so :func:`answer_unrouted` gives each its own route."""
+    so :func:`answer_unrouted` gives each its own route.
+
+    Two costs kept off every request, each measured with ``lab instructions`` on ``/json``:
+    only a route that ``streams`` records its start in the request (the first ``request[key]``
+    builds the request's state dict, about 3k instructions), and the settings are the
+    process's cached ones, the object ``app[SETTINGS]`` holds (``request.app`` walks two
+    properties, about 1k)."""
 
     @functools.wraps(handler)
     async def route(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        request[STARTED] = started
+        if streams:
+            request[STARTED] = started
         try:
             response = await handler(request)
         except Problem as problem:
@@ -198,7 +205,7 @@ def lab_route(handler: Handler) -> Handler:
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = problem_response(internal())
-        settings = request.app[SETTINGS]
+        settings = get_settings()
         if not response.prepared:  # a stream's head, timing included, is out already
             headers = response.headers
             if isinstance(response, web.Response) and isinstance(body := response.body, bytes):
@@ -258,8 +265,8 @@ routes = web.RouteTableDef()
 # Every route is registered through lab_route (errors, compression, timing).
 
 
-def get(path: str) -> Callable[[Handler], Handler]:
-    return lambda handler: routes.get(path, allow_head=False)(lab_route(handler))
+def get(path: str, *, streams: bool = False) -> Callable[[Handler], Handler]:
+    return lambda handler: routes.get(path, allow_head=False)(lab_route(handler, streams=streams))
 
 
 def post(path: str) -> Callable[[Handler], Handler]:
@@ -344,7 +351,7 @@ async def limited(request: web.Request) -> web.StreamResponse:
     return render(await service.limited(res, client))
 
 
-@get("/stream/items")
+@get("/stream/items", streams=True)
 async def stream_items(request: web.Request) -> web.StreamResponse:
     count = int_param(
         request.query, "count", lo=1, hi=items.STREAM_COUNT_MAX, default=items.STREAM_COUNT_DEFAULT
@@ -355,7 +362,7 @@ async def stream_items(request: web.Request) -> web.StreamResponse:
     return await stream(request, reply)
 
 
-@get("/stream/events")
+@get("/stream/events", streams=True)
 async def stream_events(request: web.Request) -> web.StreamResponse:
     q = request.query
     count = int_param(
