@@ -133,12 +133,17 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
         summary = json.loads((run_dir / "summary.json").read_text())
         manifest = json.loads((run_dir / "manifest.json").read_text())
         commit = str((manifest.get("git") or {}).get("commit") or "?")[:7]
-        ratios = {
-            (str(r["scenario"]), str(r["target"])): _ratio(r, "framework")
+        cpu = (manifest.get("machine") or {}).get("cpu_model")
+        chosen = [
+            r
             for r in summary["rows"]
             if r["role"] == "pair" and r["concurrency"] == concurrency and r["outcome"] == "ok"
-        }
-        runs.append((str(summary["run_id"]), commit, ratios))
+        ]
+        # rows with per-round ratios come from runs that play each pair next to its floors
+        neighbours = any(_per_round(r, "framework") for r in chosen)
+        label = "; ".join(x for x in (commit, cpu, "neighbours" if neighbours else None) if x)
+        ratios = {(str(r["scenario"]), str(r["target"])): _ratio(r, "framework") for r in chosen}
+        runs.append((str(summary["run_id"]), label, ratios))
     runs.sort(key=lambda run: run[0])  # run ids start with their UTC start time
     order = list(GOALS)
     keys = sorted(
@@ -147,10 +152,12 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
     )
     out = [
         f"`x fw` at {concurrency} connections in each floors run, one column per run, oldest "
-        "first; `range`: the largest minus the smallest. A pair whose code changed between "
-        "two runs' commits "
-        "moved for that reason too (the CHANGELOG says which); the others show how far the "
-        "same ratio moves from one run to the next on this machine.",
+        "first, each headed by its commit, its CPU and, for runs that play each pair next to "
+        "its floors within a round, `neighbours` (older runs played every pair, then every "
+        "floor); `range`: the largest minus the smallest. A pair whose code changed between "
+        "two runs' commits moved for that reason too (the CHANGELOG says which), and runs on "
+        "different CPUs differ for that reason too; the others show how far the same ratio "
+        "moves from one run to the next.",
         "",
         "| pair | scenario | "
         + " | ".join(f"`{rid}` ({commit})" for rid, commit, _ in runs)

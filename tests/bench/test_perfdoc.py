@@ -90,16 +90,29 @@ def test_between_runs_puts_each_runs_ratio_side_by_side(tmp_path: Path) -> None:
     runs = []
     for name, commit, rows in [
         ("r1", "aaaaaaa1", [_row("a-x", "json", 1, 0.5, 0.89), _row("a-x", "db", 1, None, 0.78)]),
-        ("r2", "bbbbbbb2", [_row("a-x", "json", 1, 0.5, 0.96), _row("b-x", "json", 1, 0.5, 0.9)]),
+        (
+            "r2",
+            "bbbbbbb2",
+            [
+                _row("a-x", "json", 1, 0.5, 0.96, (0.95, 0.9, 0.97)),
+                _row("b-x", "json", 1, 0.5, 0.9),
+            ],
+        ),
     ]:
         run = tmp_path / name
         run.mkdir()
         rows.append({**_row("a-x", "fortunes", 1, None, 0.5)})  # no goal: left out
         (run / "summary.json").write_text(json.dumps({"run_id": name, "rows": rows}))
-        (run / "manifest.json").write_text(json.dumps({"git": {"commit": commit}}))
+        machine = {"cpu_model": "Some CPU"} if name == "r2" else {}
+        (run / "manifest.json").write_text(
+            json.dumps({"git": {"commit": commit}, "machine": machine})
+        )
         runs.append(run)
     text = perfdoc.between_runs(runs)
-    assert "| pair | scenario | `r1` (aaaaaaa) | `r2` (bbbbbbb) | range |" in text
+    assert (
+        "| pair | scenario | `r1` (aaaaaaa) | `r2` (bbbbbbb; Some CPU; neighbours) | range |"
+        in text
+    )
     assert "| a-x | json | 0.89 | 0.96 | 0.07 |" in text
     assert "| b-x | json | - | 0.90 | - |" in text  # one run only: no range
     assert "| a-x | db | 0.78 | - | - |" in text
