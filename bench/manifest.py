@@ -32,8 +32,10 @@ __all__ = [
     "environment",
     "git_info",
     "now_iso",
+    "plan_order",
     "redact_url",
     "session",
+    "session_orders",
     "standalone",
 ]
 
@@ -119,19 +121,23 @@ def packages() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
     def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
+        out = _git(root, *args)
+        return out.stdout.strip() if out is not None and out.returncode == 0 else None
 
     status = git("status", "--porcelain", "--untracked-files=normal")
     return {
@@ -139,6 +145,44 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
         "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
         "dirty": None if status is None else bool(status),
     }
+
+
+# The commit whose plan first put each pair next to its floors (see method.PLAN_ORDER).
+NEIGHBOUR_ORDER_SINCE = "957235c5f5036ab709e576b05586cc2d6b48b9a1"
+ORDER_BEFORE = "pairs-then-floors"
+
+
+def plan_order(
+    method: dict[str, Any],
+    commit: str | None,
+    root: Path = REPO_ROOT,
+    since: str = NEIGHBOUR_ORDER_SINCE,
+) -> str:
+    """How a session ordered its cells: as its method recorded it, else (manifests written
+    before the field) from its commit's history: ``neighbours`` at or after ``since``,
+    ``pairs-then-floors`` before it, ``unknown`` when git
+    cannot tell (no history, a commit that is not in it)."""
+    if method.get("order"):
+        return str(method["order"])
+    if not commit:
+        return "unknown"
+    out = _git(root, "merge-base", "--is-ancestor", since, commit)
+    if out is None or out.returncode not in (0, 1):
+        return "unknown"
+    return "neighbours" if out.returncode == 0 else ORDER_BEFORE
+
+
+def session_orders(
+    data: dict[str, Any], root: Path = REPO_ROOT, since: str = NEIGHBOUR_ORDER_SINCE
+) -> list[str]:
+    """:func:`plan_order` of each session of a run, the first being the manifest's own."""
+    sessions = list(data.get("sessions") or [{}])
+    orders = []
+    for index, session in enumerate(sessions):
+        method = (data if index == 0 else session).get("method") or {}
+        commit = (session.get("git") or data.get("git") or {}).get("commit")
+        orders.append(plan_order(method, commit, root, since))
+    return orders
 
 
 async def _postgres_version(url: str) -> str:

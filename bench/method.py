@@ -12,7 +12,12 @@ from typing import Any
 
 from lab.scenarios import matrix_table
 
-__all__ = ["Method", "method_for"]
+__all__ = ["PLAN_ORDER", "Method", "method_for"]
+
+# How bench/plan.py orders a run's cells: each pair next to its hello world and raw floor,
+# server by server, even rounds reversed. Recorded in the manifest so a reader can tell such
+# runs from those before 957235c, which played every pair, then every floor, minutes apart.
+PLAN_ORDER = "neighbours"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ class Method:
     client_cpus: tuple[int, ...]
     floor_scenarios: tuple[str, ...]
     instances: int = 0  # > 0: each target as N instances behind nginx (lab/scaleout.py)
+    order: str = PLAN_ORDER  # not a choice: what the plan did; see results.plan_order
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import docblock, instructions, memory
+from .manifest import session_orders
 from .results import wall_span
 
 __all__ = ["BEGIN", "END", "GOALS", "between_runs", "floor_tables", "main"]
@@ -44,7 +45,7 @@ def _ratio(row: dict[str, Any], role: str) -> float | None:
 def _per_round(row: dict[str, Any], role: str) -> dict[str, Any] | None:
     ref = (row.get("floors") or {}).get(role)
     rounds = ref.get("per_round") if ref else None
-    return dict(rounds) if rounds else None
+    return rounds if rounds else None
 
 
 def _fmt_rounds(rounds: dict[str, Any] | None) -> str:
@@ -139,8 +140,9 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
             for r in summary["rows"]
             if r["role"] == "pair" and r["concurrency"] == concurrency and r["outcome"] == "ok"
         ]
-        # rows with per-round ratios come from runs that play each pair next to its floors
-        neighbours = any(_per_round(r, "framework") for r in chosen)
+        # `lab report` re-summarises old runs with per-round ratios too: the plan's order is
+        # what the manifest recorded (or the commit's history says), not what the rows hold
+        neighbours = set(session_orders(manifest)) == {"neighbours"}
         label = "; ".join(x for x in (commit, cpu, "neighbours" if neighbours else None) if x)
         ratios = {(str(r["scenario"]), str(r["target"])): _ratio(r, "framework") for r in chosen}
         runs.append((str(summary["run_id"]), label, ratios))

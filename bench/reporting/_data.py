@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
+from bench.manifest import session_orders
 from bench.results import SCHEMA, RunDir, stored_method
 
 Row = dict[str, Any]
@@ -21,6 +22,14 @@ Board = tuple[str, int]  # scenario, concurrency
 
 STREAM_PREFIX = "stream-"
 CODEC_PREFIX = "report-"
+
+# How a session ordered its cells (bench.manifest.plan_order), as the session list says it:
+# a pair-to-floor ratio from the first kind compares cells measured seconds apart.
+ORDER_TEXT = {
+    "neighbours": "each pair next to its floors",
+    "pairs-then-floors": "every pair, then every floor",
+    "unknown": "cell order unknown",
+}
 
 
 @dataclass
@@ -67,6 +76,7 @@ class Run:
             index = int(cell.get("session", 0))
             counts[index] = counts.get(index, 0) + 1
             scenarios.setdefault(index, set()).add(cell["scenario"]["id"])
+        orders = session_orders(self.manifest)
         lines = []
         for index, session in enumerate(sessions):
             # The first session's machine and services are the manifest's own.
@@ -75,11 +85,12 @@ class Run:
             commit = str((session.get("git") or {}).get("commit") or "none")[:12]
             changed = session.get("packages_changed") or {}
             measured = ", ".join(sorted(scenarios.get(index, ()))) or "-"
+            order = ORDER_TEXT.get(orders[index], orders[index])
             lines.append(
                 f"session {index + 1}: {session.get('started_at', '?')}, commit {commit}, "
                 f"{machine.get('cpu_model', '?')}, host {machine.get('hostname', '?')}, "
                 f"boot {str(machine.get('boot_id') or '?')[:8]}; "
-                f"{counts.get(index, 0)} cells: {measured}"
+                f"{counts.get(index, 0)} cells: {measured}; {order}"
                 + (f"; packages changed: {', '.join(changed)}" if changed else "")
             )
         return lines

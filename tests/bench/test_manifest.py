@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +46,46 @@ def test_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     text = json.dumps(data)
     assert "hunter2" not in text
     assert data["env"]["LAB_DATABASE_URL"] == "postgresql://u:***@127.0.0.1/lab"
+
+
+def _commit(repo: Path, message: str) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", message)
+    return git("rev-parse", "HEAD")
+
+
+def test_plan_order_is_what_the_method_recorded_else_what_the_commits_history_says(
+    tmp_path: Path,
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    before, since, after = (_commit(tmp_path, m) for m in ("old plan", "new plan", "later"))
+
+    def order(method: dict[str, str], commit: str | None) -> str:
+        return manifest.plan_order(method, commit, root=tmp_path, since=since)
+
+    assert order({}, before) == "pairs-then-floors"
+    assert order({}, since) == order({}, after) == "neighbours"
+    assert order({}, "0" * 40) == order({}, None) == "unknown"  # not in the history
+    assert order({"order": "neighbours"}, before) == "neighbours"  # recorded wins
+    # A run's sessions: the first is the manifest's own method and commit.
+    data = {
+        "git": {"commit": before},
+        "method": {},
+        "sessions": [
+            {"git": {"commit": before}},
+            {"git": {"commit": after}, "method": {}},
+            {"git": {"commit": before}, "method": {"order": "neighbours"}},
+        ],
+    }
+    assert (
+        manifest.session_orders(data, root=tmp_path, since=since)
+        == ["pairs-then-floors"] + ["neighbours"] * 2
+    )
+
+
+def test_a_new_method_records_the_plans_order() -> None:
+    assert method_for(quick=True).to_json()["order"] == "neighbours"

@@ -89,7 +89,14 @@ def test_quick_wall_time_reads_the_runs_own_record(tmp_path: Path) -> None:
 def test_between_runs_puts_each_runs_ratio_side_by_side(tmp_path: Path) -> None:
     runs = []
     for name, commit, rows in [
-        ("r1", "aaaaaaa1", [_row("a-x", "json", 1, 0.5, 0.89), _row("a-x", "db", 1, None, 0.78)]),
+        (
+            "r1",
+            "aaaaaaa1",
+            [
+                _row("a-x", "json", 1, 0.5, 0.89, (0.9, 0.88, 0.91)),
+                _row("a-x", "db", 1, None, 0.78),
+            ],
+        ),
         (
             "r2",
             "bbbbbbb2",
@@ -104,8 +111,11 @@ def test_between_runs_puts_each_runs_ratio_side_by_side(tmp_path: Path) -> None:
         rows.append({**_row("a-x", "fortunes", 1, None, 0.5)})  # no goal: left out
         (run / "summary.json").write_text(json.dumps({"run_id": name, "rows": rows}))
         machine = {"cpu_model": "Some CPU"} if name == "r2" else {}
+        # r1's rows have per-round ratios too (`lab report` adds them to old runs): only the
+        # order the manifest recorded makes a run `neighbours`
+        order = "neighbours" if name == "r2" else "pairs-then-floors"
         (run / "manifest.json").write_text(
-            json.dumps({"git": {"commit": commit}, "machine": machine})
+            json.dumps({"git": {"commit": commit}, "machine": machine, "method": {"order": order}})
         )
         runs.append(run)
     text = perfdoc.between_runs(runs)

@@ -139,6 +139,7 @@ def test_results_layout_and_resume(server_url: str, fake_wrk: Path, tmp_path: Pa
     assert {c["outcome"] for c in run.iter_cells()} == {"ok"}
     manifest = run.read_manifest()
     assert len(manifest["sessions"]) == 2
+    assert manifest["method"]["order"] == manifest["sessions"][1]["method"]["order"] == "neighbours"
     # Each cell names the session that measured it; a resumed session records its machine.
     sessions = {c["cell_id"]: c["session"] for c in run.iter_cells()}
     assert sessions["fake-external__json__c8__r2"] == 0
@@ -152,7 +153,7 @@ def test_results_layout_and_resume(server_url: str, fake_wrk: Path, tmp_path: Pa
     report = load(out)
     lines = report.session_lines()
     assert [line.split(":")[0] for line in lines] == ["session 1", "session 2"]
-    assert "2 cells: json, plaintext" in lines[1]
+    assert "2 cells: json, plaintext; each pair next to its floors" in lines[1]
     write_report(report, with_plots=False)
     readme = (out / "README.md").read_text()
     assert "Built across sessions" in readme
