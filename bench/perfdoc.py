@@ -25,6 +25,7 @@ from typing import Any
 
 from . import docblock, instructions, memory
 from .manifest import session_orders
+from .reporting._data import per_round, rounds_text
 from .results import wall_span
 
 __all__ = ["BEGIN", "END", "GOALS", "between_runs", "floor_tables", "main"]
@@ -40,18 +41,6 @@ def _ratio(row: dict[str, Any], role: str) -> float | None:
     ref = (row.get("floors") or {}).get(role)
     value = ref.get("rps_ratio") if ref else None
     return None if value is None else float(value)
-
-
-def _per_round(row: dict[str, Any], role: str) -> dict[str, Any] | None:
-    ref = (row.get("floors") or {}).get(role)
-    rounds = ref.get("per_round") if ref else None
-    return rounds if rounds else None
-
-
-def _fmt_rounds(rounds: dict[str, Any] | None) -> str:
-    if rounds is None:
-        return "-"
-    return f"{rounds['median']:.2f} ({rounds['min']:.2f}-{rounds['max']:.2f})"
 
 
 def _fmt(value: float | None) -> str:
@@ -106,7 +95,7 @@ def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
         ]
         for r in chosen:
             fw = _ratio(r, "framework")
-            rounds = _per_round(r, "framework")
+            rounds = per_round(r, "framework")
             judged = fw if rounds is None or fw is None else min(fw, float(rounds["median"]))
             verdict = (
                 "-"
@@ -119,7 +108,7 @@ def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
             rps = "-" if median is None else f"{median:,.0f}"
             out.append(
                 f"| {r['target']} | {rps} | {_spread(r)} | {_fmt(_ratio(r, 'server'))} "
-                f"| {_fmt(fw)} | {_fmt_rounds(rounds)} | {_cpu_ratio(r, by_key)} | {verdict} |"
+                f"| {_fmt(fw)} | {rounds_text(rounds)} | {_cpu_ratio(r, by_key)} | {verdict} |"
             )
         out.append("")
     return "\n".join(out)

@@ -220,6 +220,22 @@ def ratio(row: Row, role: str) -> str:
     return f"{float(ref['rps_ratio']):.2f}"
 
 
+def per_round(row: Row, role: str) -> dict[str, Any] | None:
+    """The floor ratio taken round by round (median, min, max); None where the row has no
+    floor, predates the figure or has one round (the figure is then the ratio itself). In
+    runs that play each pair next to its floors this pairs cells measured seconds apart, so
+    it is the steadier of the two figures."""
+    ref = (row.get("floors") or {}).get(role)
+    rounds = ref.get("per_round") if ref else None
+    return rounds if rounds and int(rounds.get("rounds", 2)) > 1 else None
+
+
+def rounds_text(rounds: dict[str, Any] | None) -> str:
+    if rounds is None:
+        return "-"
+    return f"{rounds['median']:.2f} ({rounds['min']:.2f}-{rounds['max']:.2f})"
+
+
 def flags(row: Row) -> list[str]:
     """What the report must say about a row besides its numbers, most serious first."""
     out: list[str] = []

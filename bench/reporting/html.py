@@ -132,6 +132,12 @@ _COLUMNS: list[tuple[str, bool, Any, Any]] = [
     ),
     ("x server floor", True, lambda r: _ratio(r, "server"), lambda r: d.ratio(r, "server")),
     ("x fw floor", True, lambda r: _ratio(r, "framework"), lambda r: d.ratio(r, "framework")),
+    (
+        "x fw by round",
+        True,
+        lambda r: (d.per_round(r, "framework") or {}).get("median"),
+        lambda r: d.rounds_text(d.per_round(r, "framework")),
+    ),
 ]
 
 

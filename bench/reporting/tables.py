@@ -18,6 +18,7 @@ COLUMNS = (
     "peak RSS MiB",
     "x server floor",
     "x fw floor",
+    "x fw by round",
     "status",
 )
 
@@ -38,6 +39,7 @@ def row_cells(row: Row) -> list[str]:
         d.rss_mib(row),
         d.ratio(row, "server"),
         d.ratio(row, "framework"),
+        d.rounds_text(d.per_round(row, "framework")),
         d.status(row),
     ]
 
@@ -85,7 +87,8 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         f"{run.noisy_threshold:.0%}. CPU-ms / 1k req is the server's process tree's CPU time "
         "per 1,000 requests; peak RSS the largest sum over the tree (an upper bound with "
         "forked workers). `x server floor` = requests/s over the raw server's on the same "
-        "scenario; `x fw floor` over the framework's hello world. How to read all this: "
+        "scenario; `x fw floor` over the framework's hello world; `x fw by round` the same "
+        "ratio taken round by round, median (min-max). How to read all this: "
         "docs/reading-results.md.",
         "",
     ]

@@ -182,6 +182,8 @@ def test_tables_rank_flag_and_read_floors(tmp_path: Path, with_summary: bool) ->
     assert lit[-1] == "noisy"
     assert (fast[0], fast[2], fast[-1]) == ("2", "1,050", "ok")
     assert fast[8] == "0.26" and fast[9] == "0.50"  # 1050/4000, 1050/2100
+    assert fast[10] == "0.50 (0.48-0.52)"  # 1000, 1100, 1050 over 2100 round by round
+    assert raw[10] == "-"  # a floor has no floor of its own
     assert fast[5] == "30.00" and fast[6] == "200.0" and fast[7] == "50"  # p99, CPU-ms, MiB
     assert flask[0] == "" and flask[-1].startswith("FAILED: 3 response(s) with unexpected")
     assert raw[0] == "1"
