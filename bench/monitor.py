@@ -23,14 +23,16 @@ __all__ = ["TreeSample", "TreeSampler", "tree_affinity", "tree_cpu_s", "tree_pid
 
 @dataclass(frozen=True, slots=True)
 class TreeSample:
-    cpu_s: float
+    cpu_s: float  # user + system
     peak_rss_bytes: int
     processes: int
     samples: int
+    system_s: float = 0.0  # the kernel's part of cpu_s: syscalls, network stack, page faults
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cpu_s": round(self.cpu_s, 4),
+            "system_s": round(self.system_s, 4),
             "peak_rss_bytes": self.peak_rss_bytes,
             "processes": self.processes,
             "samples": self.samples,
@@ -92,8 +94,9 @@ class TreeSampler:
     def __init__(self, pid: int, interval_s: float = 0.1) -> None:
         self.pid = pid
         self.interval_s = interval_s
-        self._start_cpu: dict[tuple[int, float], float] = {}
-        self._last_cpu: dict[tuple[int, float], float] = {}
+        # (user, system) CPU seconds by process (pid, create time: a reused pid is another)
+        self._start_cpu: dict[tuple[int, float], tuple[float, float]] = {}
+        self._last_cpu: dict[tuple[int, float], tuple[float, float]] = {}
         self._peak_rss = 0
         self._samples = 0
         self._stop = threading.Event()
@@ -111,9 +114,9 @@ class TreeSampler:
                         rss += proc.memory_info().rss
                 except psutil.Error:
                     continue
-                cpu = times.user + times.system
+                cpu = (times.user, times.system)
                 if key not in self._start_cpu:
-                    self._start_cpu[key] = cpu if first else 0.0
+                    self._start_cpu[key] = cpu if first else (0.0, 0.0)
                 self._last_cpu[key] = cpu
             self._peak_rss = max(self._peak_rss, rss)
             self._samples += 1
@@ -134,5 +137,12 @@ class TreeSampler:
 
     def result(self) -> TreeSample:
         with self._lock:
-            cpu = sum(self._last_cpu[k] - self._start_cpu[k] for k in self._last_cpu)
-            return TreeSample(max(cpu, 0.0), self._peak_rss, len(self._last_cpu), self._samples)
+            user = sum(self._last_cpu[k][0] - self._start_cpu[k][0] for k in self._last_cpu)
+            system = sum(self._last_cpu[k][1] - self._start_cpu[k][1] for k in self._last_cpu)
+            return TreeSample(
+                max(user + system, 0.0),
+                self._peak_rss,
+                len(self._last_cpu),
+                self._samples,
+                system_s=max(system, 0.0),
+            )

@@ -38,6 +38,10 @@ def median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def percentile(sorted_values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of already sorted values (at least one)."""
     rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
@@ -139,6 +143,12 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         for c in ok
         if c.get("server") and c["server"].get("cpu_s_per_1k") is not None
     ]
+    # the kernel's share of the server's CPU (cells written before it have no system_s)
+    system_share = [
+        float(c["server"]["system_s"]) / float(c["server"]["cpu_s"])
+        for c in ok
+        if c.get("server") and c["server"].get("system_s") is not None and c["server"]["cpu_s"]
+    ]
     rss = [
         int(c["server"]["peak_rss_bytes"])
         for c in ok
@@ -175,6 +185,7 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "noisy": sp is not None and sp > threshold,
         "latency_us": latency,
         "cpu_s_per_1k": median(cpu),
+        "cpu_system_share": _rounded(median(system_share)),
         "peak_rss_bytes": max(rss, default=None),
         "bytes_per_response": median(bpr),
         "client_saturated": any((c.get("client") or {}).get("saturated") for c in cells),

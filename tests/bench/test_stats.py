@@ -55,7 +55,12 @@ def _cell(
                 "max": 5000.0,
             },
         },
-        "server": {"cpu_s_per_1k": 0.1 * repeat, "peak_rss_bytes": 1000 * repeat},
+        "server": {
+            "cpu_s_per_1k": 0.1 * repeat,
+            "cpu_s": 2.0,
+            "system_s": 0.2 * repeat,
+            "peak_rss_bytes": 1000 * repeat,
+        },
         "client": {"saturated": saturated},
     }
 
@@ -73,6 +78,7 @@ def test_row_medians_over_repeats() -> None:
     assert row["noisy"] is False
     assert row["latency_us"]["p50"] == 2000.0
     assert row["cpu_s_per_1k"] == pytest.approx(0.2)
+    assert row["cpu_system_share"] == pytest.approx(0.2)  # 0.1, 0.2, 0.3 of 2 s
     assert row["peak_rss_bytes"] == 3000  # the peak over repeats, not a median
     assert row["outcome"] == "ok"
     assert row["rank"] == 1
@@ -264,3 +270,11 @@ def test_censored_latency_is_carried_to_the_row() -> None:
     [row] = stats.summarise([cell], noisy_threshold=0.1)
     assert row["latency_censored"] is True
     assert row["outcome"] == "ok"  # a warning, not a failure
+
+
+def test_cells_written_before_the_kernels_share_have_none() -> None:
+    cells = [_cell("a-srv", 1000.0, repeat=i) for i in (1, 2, 3)]
+    for cell in cells:
+        del cell["server"]["system_s"]
+    [row] = stats.summarise(cells, noisy_threshold=0.10, planned_repeats=3)
+    assert row["cpu_system_share"] is None
