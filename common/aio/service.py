@@ -24,6 +24,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
+from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
 from ..problems import Problem, backend_unavailable
 from ..reply import Reply, StreamReply
@@ -31,6 +32,7 @@ from ..upstream import upstream_call
 from .resources import Resources
 
 log = logging.getLogger("lab")
+degraded = DegradedLog(log)  # SPEC §3.6, §3.7 answers, one log line a second at most
 T = TypeVar("T")
 
 # What a dead or restarting PostgreSQL looks like to asyncpg.
@@ -163,7 +165,8 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
     if redis_ok:
         try:
             body = await res.redis.get(key)  # type: ignore[assignment]  # bytes: no decode_responses
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            degraded("cache bypassed", exc)
             redis_ok = False
     if body is not None:
         if local is not None:
@@ -177,7 +180,8 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
     if redis_ok:
         try:
             await res.redis.set(key, body, ex=ttl)
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            degraded("cache bypassed", exc)
             redis_ok = False
     if local is not None and redis_ok:
         local.put(key, body)
@@ -266,9 +270,11 @@ async def limited(res: Resources, client: str) -> Reply:
         count, ttl_ms = await res.ratelimit_script(
             keys=[keys.ratelimit_key(client)], args=[rl.limit, rl.window_s * 1000]
         )
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
         if res.settings.limiter_fail_closed:
+            degraded("rate limiter failing closed (503)", exc)
             raise backend_unavailable("The rate limiter (Redis)") from None
+        degraded("rate limiter failing open", exc)
         return Reply(b'{"status":"ok"}', headers=ratelimit.fail_open_headers(rl.limit, rl.window_s))
     decision = ratelimit.decide(int(count), int(ttl_ms), rl.limit)
     headers = ratelimit.headers(decision)
@@ -342,7 +348,8 @@ async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
             pipe.hset(keys.task_key(task_id), mapping=state)  # type: ignore[arg-type]
             pipe.expire(keys.task_key(task_id), TASK_TTL_S)
             await pipe.execute()
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
+        degraded("task store answering 503", exc)
         raise backend_unavailable("The task store (Redis)") from None
     return replies.task_accepted_reply(task_id), task_id
 
@@ -371,7 +378,8 @@ async def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
 async def get_task(res: Resources, task_id: str) -> Reply:
     try:
         state = await res.redis.hgetall(keys.task_key(task_id))
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
+        degraded("task store answering 503", exc)
         raise backend_unavailable("The task store (Redis)") from None
     return replies.task_reply({_text(k): _text(v) for k, v in state.items()})
 

@@ -24,6 +24,7 @@ from redis.typing import EncodableT, FieldT
 
 from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
+from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
 from ..problems import Problem, backend_unavailable
 from ..reply import Reply, StreamReply
@@ -31,6 +32,7 @@ from ..upstream import upstream_call
 from .resources import Resources
 
 log = logging.getLogger("lab")
+degraded = DegradedLog(log)  # SPEC §3.6, §3.7 answers, one log line a second at most
 T = TypeVar("T")
 
 # What a dead or restarting PostgreSQL looks like to psycopg and its pool (PoolTimeout: no
@@ -208,7 +210,8 @@ def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Repl
     if redis_ok:
         try:
             cached = res.redis.get(key)
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            degraded("cache bypassed", exc)
             redis_ok = False
     if isinstance(cached, bytes):
         if local is not None:
@@ -222,7 +225,8 @@ def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Repl
     if redis_ok:
         try:
             res.redis.set(key, body, ex=ttl)
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            degraded("cache bypassed", exc)
             redis_ok = False
     if local is not None and redis_ok:
         local.put(key, body)
@@ -344,9 +348,11 @@ def limited(res: Resources, client: str) -> Reply:
         count, ttl_ms = res.ratelimit_script(
             keys=[keys.ratelimit_key(client)], args=[rl.limit, rl.window_s * 1000]
         )
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
         if res.settings.limiter_fail_closed:
+            degraded("rate limiter failing closed (503)", exc)
             raise backend_unavailable("The rate limiter (Redis)") from None
+        degraded("rate limiter failing open", exc)
         return Reply(b'{"status":"ok"}', headers=ratelimit.fail_open_headers(rl.limit, rl.window_s))
     decision = ratelimit.decide(int(count), int(ttl_ms), rl.limit)
     headers = ratelimit.headers(decision)
@@ -401,7 +407,8 @@ def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
             pipe.hset(keys.task_key(task_id), mapping=state)
             pipe.expire(keys.task_key(task_id), TASK_TTL_S)
             pipe.execute()
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
+        degraded("task store answering 503", exc)
         raise backend_unavailable("The task store (Redis)") from None
     return replies.task_accepted_reply(task_id), task_id
 
@@ -426,7 +433,8 @@ def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
 def get_task(res: Resources, task_id: str) -> Reply:
     try:
         state = res.redis.hgetall(keys.task_key(task_id))
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
+        degraded("task store answering 503", exc)
         raise backend_unavailable("The task store (Redis)") from None
     return replies.task_reply({_text(k): _text(v) for k, v in state.items()})
 

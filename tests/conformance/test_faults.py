@@ -156,6 +156,24 @@ class TestRedisDown:
         """SPEC §3.3: routes that need only PostgreSQL keep working."""
         assert oc.get("/items/4").status_code == 200
 
+    def test_the_log_says_what_was_served_degraded(
+        self, open_server: Server, oc: LabClient
+    ) -> None:
+        """A BYPASS or a fail-open answer is correct, so only the server's log can tell a
+        spurious one (Redis up, a connection broken) from an outage: each kind logs a line
+        naming the error, at most one a second (common/degraded.py)."""
+        oc.get("/cached/items/6", headers={"Accept-Encoding": "identity"})
+        oc.get("/limited")
+        wanted = (
+            "Redis unavailable, cache bypassed: ",
+            "Redis unavailable, rate limiter failing open: ",
+        )
+        deadline = time.monotonic() + FAIL_FAST_S  # the server's stderr reaches its file
+        while not all(w in (log := open_server.process.log_text()) for w in wanted):
+            assert time.monotonic() < deadline, open_server.process.log_tail()
+            time.sleep(0.05)
+        assert "Traceback" not in log
+
 
 @pytest.mark.usefixtures("redis_running")
 class TestRedisBack:
