@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,9 @@ class Result:
     requests: int
     processes: int  # processes of the server's tree that were counted
     instructions: int
+    # Where they ran: self instructions by binary (the interpreter, the server's native
+    # code, libc, C extensions), so a difference can be placed before anyone profiles it.
+    by_object: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_request(self) -> float:
@@ -128,6 +131,53 @@ def _instructions(files: Sequence[Path]) -> int:
     return total
 
 
+_NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
+
+
+def self_cost_by_object(dump: Path) -> dict[str, int]:
+    """A callgrind dump's instructions by the binary that executed them (file name only),
+    read straight from the format (valgrind's "Callgrind Format Specification"):
+    ``ob=``/``cob=`` name binaries, compressed as ``(id) name`` the first time and ``(id)``
+    after; a cost line is the current function's own cost, except the one after a
+    ``calls=`` line, which is the call's inclusive cost and belongs to the callee. The
+    values add up to the dump's ``totals``."""
+    names: dict[str, str] = {}
+    costs: dict[str, int] = {}
+    positions = 1
+    current = "?"
+    skip_next = False
+
+    def name_of(spec: str) -> str:
+        m = _NAMED.match(spec)
+        if m is None:
+            return Path(spec).name
+        if m.group(2) is not None:
+            names[m.group(1)] = Path(m.group(2)).name
+        return names.get(m.group(1), f"({m.group(1)})")
+
+    for raw in dump.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        first = line[0]
+        if first.isdigit() or first in "+-*":
+            if skip_next:
+                skip_next = False
+                continue
+            fields = line.split()
+            if len(fields) > positions:
+                costs[current] = costs.get(current, 0) + int(fields[positions])
+        elif line.startswith("ob="):
+            current = name_of(line[3:])
+        elif line.startswith("cob="):
+            name_of(line[4:])  # may define a name used by a later ob=
+        elif line.startswith("calls="):
+            skip_next = True
+        elif line.startswith("positions:"):
+            positions = len(line.split()[1:])
+    return costs
+
+
 def measure(
     target: Target, scenario_name: str, *, env: dict[str, str], out: Path, requests: int
 ) -> Result:
@@ -165,7 +215,12 @@ def measure(
             for pid in pids:
                 _callgrind_control("-i", "off", str(pid))
                 _callgrind_control("-d", str(pid))
-            instructions = _instructions(_dumped(raw, slug, pids))
+            dumps = _dumped(raw, slug, pids)
+            instructions = _instructions(dumps)
+            by_object: dict[str, int] = {}
+            for dump in dumps:
+                for name, cost in self_cost_by_object(dump).items():
+                    by_object[name] = by_object.get(name, 0) + cost
         finally:
             procs.stop_group(proc)
     return Result(
@@ -177,6 +232,7 @@ def measure(
         requests,
         len(pids),
         instructions,
+        dict(sorted(by_object.items(), key=lambda kv: -kv[1])),
     )
 
 
@@ -249,7 +305,42 @@ def markdown(
             f"| {_k(fw and fw['per_request'])} | {_ratio(fw)} "
             f"| {_k(server and server['per_request'])} | {_ratio(server)} | {verdict} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _by_object_table(results)) + "\n"
+
+
+TOP_OBJECTS = 4
+
+
+def _by_object_table(results: Sequence[Result]) -> list[str]:
+    """Per pair with a hello world measured beside it: the binaries that executed most of
+    the pair's instructions, per request, the hello world's in the same binary, and the
+    difference; empty for runs recorded before ``by_object``."""
+    by_key = {(r.target, r.scenario): r for r in results}
+    lines: list[str] = []
+    for row in ratios(results):
+        pair = by_key[row["target"], row["scenario"]]
+        fw = row.get("framework")
+        hello = by_key.get((fw["target"], row["scenario"])) if fw else None
+        if hello is None or not pair.by_object or not hello.by_object:
+            continue
+        for name, cost in list(pair.by_object.items())[:TOP_OBJECTS]:
+            mine = cost / pair.requests
+            theirs = hello.by_object.get(name, 0) / hello.requests
+            lines.append(
+                f"| {row['target']} | {row['scenario']} | `{name}` | {_k(mine)} "
+                f"| {_k(theirs)} | {(mine - theirs) / 1000:+,.1f}k |"
+            )
+    if not lines:
+        return []
+    return [
+        "",
+        "Where the instructions go: per request, the instructions each binary executed itself "
+        f"(the pair's {TOP_OBJECTS} largest), in the pair and in its hello world.",
+        "",
+        "| pair | scenario | binary | pair | hello world | difference |",
+        "|---|---|---|---:|---:|---:|",
+        *lines,
+    ]
 
 
 def load_results(path: Path) -> tuple[dict[str, Any], list[Result]]:

@@ -47,6 +47,32 @@ def test_dump_totals_are_summed_over_the_process_tree(tmp_path: Path) -> None:
         instructions._instructions([tmp_path / "bad.out.1"])
 
 
+def test_self_cost_by_object_reads_the_callgrind_format(tmp_path: Path) -> None:
+    dump = tmp_path / "a.1.out.1"
+    dump.write_text(
+        "positions: line\nevents: Ir\n"
+        "ob=(1) /usr/lib/libpython3.11.so.1.0\nfl=(1) ceval.c\nfn=(1) eval\n10 500\n+2 100\n"
+        "cob=(2) /lib/x86_64-linux-gnu/libc.so.6\ncfn=(2) memcpy\ncalls=3 0\n12 999\n"
+        "ob=(2)\nfn=(2)\n0 60\n"  # libc's own cost; the 999 above is the call's inclusive cost
+        "ob=(1)\nfn=(1)\n-1 40\ntotals: 700\n"
+    )
+    assert instructions.self_cost_by_object(dump) == {"libpython3.11.so.1.0": 640, "libc.so.6": 60}
+
+
+def test_the_table_says_where_a_pairs_instructions_go() -> None:
+    pair = instructions.Result(
+        "litestar-granian", "pair", "litestar", "granian", "json", 100, 1, 30_000_000,
+        {"libpython3.11.so.1.0": 25_000_000, "_granian.so": 5_000_000},
+    )  # fmt: skip
+    hello = instructions.Result(
+        "hello_litestar-granian", "floor", "litestar", "granian", "json", 100, 1, 27_000_000,
+        {"libpython3.11.so.1.0": 22_500_000, "_granian.so": 4_500_000},
+    )  # fmt: skip
+    text = instructions.markdown([pair, hello], {})
+    assert "| litestar-granian | json | `libpython3.11.so.1.0` | 250.0k | 225.0k | +25.0k |" in text
+    assert "| litestar-granian | json | `_granian.so` | 50.0k | 45.0k | +5.0k |" in text
+
+
 def test_lab_instructions_counts_a_real_pair_and_its_floor(lab_env: None, tmp_path: Path) -> None:
     code = main(
         ["instructions", "--framework", "aiohttp", "--server", "aiohttp", "--scenario", "json",
@@ -61,6 +87,9 @@ def test_lab_instructions_counts_a_real_pair_and_its_floor(lab_env: None, tmp_pa
         assert row["requests"] == 50 and row["processes"] >= 1
         # a Python HTTP request is tens of thousands of instructions at the very least
         assert 20_000 < row["per_request"] < 50_000_000
+        # every instruction is some binary's own, the interpreter's most of all
+        assert sum(row["by_object"].values()) == row["instructions"]
+        assert "python" in max(row["by_object"], key=row["by_object"].get)
     # the lab's stack does more than a hello world, never less
     assert counts["aiohttp-aiohttp"]["per_request"] > counts["hello_aiohttp-aiohttp"]["per_request"]
     assert "| aiohttp-aiohttp | json |" in (tmp_path / "instructions.md").read_text()
