@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -217,10 +218,9 @@ def measure(
                 _callgrind_control("-d", str(pid))
             dumps = _dumped(raw, slug, pids)
             instructions = _instructions(dumps)
-            by_object: dict[str, int] = {}
+            by_object: Counter[str] = Counter()
             for dump in dumps:
-                for name, cost in self_cost_by_object(dump).items():
-                    by_object[name] = by_object.get(name, 0) + cost
+                by_object.update(self_cost_by_object(dump))
         finally:
             procs.stop_group(proc)
     return Result(
@@ -232,7 +232,7 @@ def measure(
         requests,
         len(pids),
         instructions,
-        dict(sorted(by_object.items(), key=lambda kv: -kv[1])),
+        dict(by_object.most_common()),
     )
 
 
@@ -294,7 +294,8 @@ def markdown(
         "| pair | scenario | instr/req | hello world | x fw | raw callable | x server | goal |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for row in ratios(results):
+    rows = ratios(results)
+    for row in rows:
         fw, server = row.get("framework"), row.get("server")
         goal = goals.get(row["scenario"])
         verdict = "-"
@@ -305,19 +306,19 @@ def markdown(
             f"| {_k(fw and fw['per_request'])} | {_ratio(fw)} "
             f"| {_k(server and server['per_request'])} | {_ratio(server)} | {verdict} |"
         )
-    return "\n".join(lines + _by_object_table(results)) + "\n"
+    return "\n".join(lines + _by_object_table(results, rows)) + "\n"
 
 
 TOP_OBJECTS = 4
 
 
-def _by_object_table(results: Sequence[Result]) -> list[str]:
-    """Per pair with a hello world measured beside it: the binaries that executed most of
-    the pair's instructions, per request, the hello world's in the same binary, and the
-    difference; empty for runs recorded before ``by_object``."""
+def _by_object_table(results: Sequence[Result], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per pair of ``rows`` (:func:`ratios`) with a hello world measured beside it: the
+    binaries that executed most of the pair's instructions, per request, the hello world's
+    in the same binary, and the difference; empty for runs recorded before ``by_object``."""
     by_key = {(r.target, r.scenario): r for r in results}
     lines: list[str] = []
-    for row in ratios(results):
+    for row in rows:
         pair = by_key[row["target"], row["scenario"]]
         fw = row.get("framework")
         hello = by_key.get((fw["target"], row["scenario"])) if fw else None

@@ -25,6 +25,7 @@ import psutil
 from lab.matrix import REPO_ROOT
 
 from . import preflight
+from .method import PLAN_ORDER
 
 __all__ = [
     "Standalone",
@@ -159,9 +160,9 @@ def plan_order(
     since: str = NEIGHBOUR_ORDER_SINCE,
 ) -> str:
     """How a session ordered its cells: as its method recorded it, else (manifests written
-    before the field) from its commit's history: ``neighbours`` at or after ``since``,
-    ``pairs-then-floors`` before it, ``unknown`` when git
-    cannot tell (no history, a commit that is not in it)."""
+    before the field) from its commit's history: :data:`~bench.method.PLAN_ORDER` at or
+    after ``since``, ``pairs-then-floors`` before it, ``unknown`` when git cannot tell (no
+    history, a commit that is not in it)."""
     if method.get("order"):
         return str(method["order"])
     if not commit:
@@ -169,7 +170,7 @@ def plan_order(
     out = _git(root, "merge-base", "--is-ancestor", since, commit)
     if out is None or out.returncode not in (0, 1):
         return "unknown"
-    return "neighbours" if out.returncode == 0 else ORDER_BEFORE
+    return PLAN_ORDER if out.returncode == 0 else ORDER_BEFORE
 
 
 def session_orders(

@@ -37,7 +37,7 @@ class Method:
     client_cpus: tuple[int, ...]
     floor_scenarios: tuple[str, ...]
     instances: int = 0  # > 0: each target as N instances behind nginx (lab/scaleout.py)
-    order: str = PLAN_ORDER  # not a choice: what the plan did; see results.plan_order
+    order: str = PLAN_ORDER  # not a choice: what the plan did; see manifest.plan_order
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -25,6 +25,7 @@ from typing import Any
 
 from . import docblock, instructions, memory
 from .manifest import session_orders
+from .method import PLAN_ORDER
 from .reporting._data import per_round, rounds_text
 from .results import wall_span
 
@@ -131,7 +132,7 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
         ]
         # `lab report` re-summarises old runs with per-round ratios too: the plan's order is
         # what the manifest recorded (or the commit's history says), not what the rows hold
-        neighbours = set(session_orders(manifest)) == {"neighbours"}
+        neighbours = set(session_orders(manifest)) == {PLAN_ORDER}
         label = "; ".join(x for x in (commit, cpu, "neighbours" if neighbours else None) if x)
         ratios = {(str(r["scenario"]), str(r["target"])): _ratio(r, "framework") for r in chosen}
         runs.append((str(summary["run_id"]), label, ratios))
