@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 
 __all__ = [
+    "REDIS_POOL_WAIT_S",
     "SWITCHES",
     "RateLimit",
     "Settings",
@@ -64,6 +65,11 @@ class RateLimit:
         return cls(int(match[1]), int(match[2]))
 
 
+# How long a request waits for a free pooled Redis connection (LAB_REDIS_POOL_SIZE per
+# worker) before it is served as if Redis were down: a full pool is load, not an outage.
+REDIS_POOL_WAIT_S = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
@@ -76,6 +82,7 @@ class Settings:
     limiter_fail_closed: bool = False
     db_pool_size: int = 10
     db_timeout_s: float = 3.0
+    redis_pool_size: int = 100
     cpu_executor: str = "thread"  # thread | process | inline
     stream_batch: int = 500
     compression_min_size: int = 1000
@@ -156,6 +163,7 @@ class Settings:
             limiter_fail_closed=fail == "closed",
             db_pool_size=num("LAB_DB_POOL_SIZE", 10, 1, 1000),
             db_timeout_s=num("LAB_DB_TIMEOUT_MS", 3000, 10, 600_000) / 1000,
+            redis_pool_size=num("LAB_REDIS_POOL_SIZE", 100, 1, 10_000),
             cpu_executor=executor,
             stream_batch=num("LAB_STREAM_BATCH", 500, 1, 100_000),
             compression_min_size=num("LAB_COMPRESSION_MIN_SIZE", 1000, 0, 1 << 30),

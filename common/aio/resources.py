@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import aiohttp
 import asyncpg
 import httpx
-import redis.asyncio as aioredis
 from asyncpg.pool import PoolConnectionProxy
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .. import cpu, ratelimit
 from ..localcache import LocalCache
-from ..settings import Settings
+from ..settings import REDIS_POOL_WAIT_S, Settings
 
 log = logging.getLogger("lab")
 
@@ -161,12 +161,19 @@ async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Res
     # on a connection error: after Redis restarts, every pooled connection is dead and fails
     # once on its next use, which without a retry degrades requests long after Redis is back
     # (seen by tests/reliability/test_faults_under_load.py). A refused connect fails at once.
-    redis_client: Redis = aioredis.from_url(
-        settings.redis_url,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        health_check_interval=0,
+    # A blocking pool: redis-py's default pool raises "Too many connections" for the 101st
+    # command in flight, which the cache and the limiter would take for Redis being down
+    # (BYPASS, fail-open) under nothing worse than 256 connections of load.
+    redis_client: Redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_pool_size,
+            timeout=REDIS_POOL_WAIT_S,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            health_check_interval=0,
+        )
     )
     http = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),

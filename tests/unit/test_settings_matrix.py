@@ -15,6 +15,7 @@ def test_defaults_and_parsing() -> None:
     assert s.rate_limit == RateLimit(5, 2)
     assert s.trusted_proxies == ("10.0.0.0/8", "::1")
     assert s.cache_ttl_s == 60 and s.upstream_timeout_ms == 1000
+    assert s.redis_pool_size == 100
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,7 @@ def test_defaults_and_parsing() -> None:
         {"LAB_CPU_EXECUTOR": "gpu"},
         {"LAB_LIMITER_FAIL": "maybe"},
         {"LAB_DB_POOL_SIZE": "x"},
+        {"LAB_REDIS_POOL_SIZE": "0"},
     ],
 )
 def test_bad_settings_fail_at_start(env: dict[str, str]) -> None:
