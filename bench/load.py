@@ -157,6 +157,8 @@ def wrk_env(scenario: Scenario, out: Path, *, seed: int) -> dict[str, str]:
         env["LAB_WRK_EXPECT_BODY"] = scenario.load.body_contains
     if scenario.load.header:
         env["LAB_WRK_EXPECT_HEADER"] = f"{scenario.load.header[0]}: {scenario.load.header[1]}"
+    if scenario.load.header_present:
+        env["LAB_WRK_HEADER_PRESENT"] = scenario.load.header_present
     if scenario.load.count_header:
         env["LAB_WRK_COUNT_HEADER"] = scenario.load.count_header
     if scenario.load.revalidate:

@@ -44,6 +44,7 @@ class LoadCheck:
 
     body_contains: str | None = None
     header: tuple[str, str] | None = None  # (lower-case name, exact value)
+    header_present: str | None = None  # lower-case name every response must carry
     count_header: str | None = None  # lower-case name whose values are counted
     revalidate: bool = False  # send If-None-Match with the last ETag seen (a caching client)
 
@@ -117,12 +118,14 @@ def _load_check(spec: dict[str, Any]) -> LoadCheck:
     if "header" in spec:
         name, _, value = str(spec["header"]).partition(":")
         header = (name.strip().lower(), value.strip())
+    present = spec.get("header_present")
     count = spec.get("count_header")
     return LoadCheck(
-        spec.get("body_contains"),
-        header,
-        count.lower() if count else None,
-        bool(spec.get("revalidate", False)),
+        body_contains=spec.get("body_contains"),
+        header=header,
+        header_present=present.lower() if present else None,
+        count_header=count.lower() if count else None,
+        revalidate=bool(spec.get("revalidate", False)),
     )
 
 

@@ -98,6 +98,10 @@ function init(args)
       local name, value = string.match(expect, "^%s*([^:]+):%s*(.-)%s*$")
       expect_name, expect_value = string.lower(name), value
    end
+   local present = env("LAB_WRK_HEADER_PRESENT", nil)
+   if present ~= nil then
+      present_name = string.lower(present)
+   end
    local counted = env("LAB_WRK_COUNT_HEADER", nil)
    if counted ~= nil then
       count_name = string.lower(counted)
@@ -120,18 +124,22 @@ function response(status, headers, body)
    if expect_body ~= nil and string.find(body, expect_body, 1, true) == nil then
       mismatches = mismatches + 1
    end
-   if expect_name ~= nil or count_name ~= nil then
+   if expect_name ~= nil or present_name ~= nil or count_name ~= nil then
       local seen = false
+      local carried = false
       for name, value in pairs(headers) do
          local lower = string.lower(name)
          if lower == expect_name then
             seen = value == expect_value
          end
+         if lower == present_name then
+            carried = true
+         end
          if lower == count_name then
             header_counts[value] = (header_counts[value] or 0) + 1
          end
       end
-      if expect_name ~= nil and not seen then
+      if (expect_name ~= nil and not seen) or (present_name ~= nil and not carried) then
          mismatches = mismatches + 1
       end
    end
