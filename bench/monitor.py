@@ -5,12 +5,16 @@ so respawned workers count) about ten times a second. CPU is the sum over proces
 growth of user + system time since the process was first seen (a process first seen
 mid-window counts from zero: it started inside the window); memory is the largest sum of
 RSS seen at one sample (shared pages of forked workers are counted once per process, as RSS
-does, so this is an upper bound).
+does, so this is an upper bound). Context switches are summed over every thread of the tree
+(``/proc/PID/task/TID/status``; a process's own status counts its main thread only):
+voluntary ones are a thread blocking (an event loop with nothing ready, a worker thread
+waiting for the interpreter), involuntary ones the scheduler taking the CPU away.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -28,11 +32,15 @@ class TreeSample:
     processes: int
     samples: int
     system_s: float = 0.0  # the kernel's part of cpu_s: syscalls, network stack, page faults
+    voluntary_switches: int = 0  # summed over the tree's threads
+    involuntary_switches: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cpu_s": round(self.cpu_s, 4),
             "system_s": round(self.system_s, 4),
+            "voluntary_switches": self.voluntary_switches,
+            "involuntary_switches": self.involuntary_switches,
             "peak_rss_bytes": self.peak_rss_bytes,
             "processes": self.processes,
             "samples": self.samples,
@@ -45,6 +53,28 @@ def _tree(pid: int) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def thread_switches(pid: int) -> dict[int, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each live thread of one process, by id."""
+    counts: dict[int, tuple[int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return counts
+    for tid in tids:
+        voluntary = involuntary = 0
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        voluntary = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        involuntary = int(line.split()[1])
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        counts[int(tid)] = (voluntary, involuntary)
+    return counts
 
 
 def tree_pids(pid: int) -> list[int]:
@@ -97,6 +127,9 @@ class TreeSampler:
         # (user, system) CPU seconds by process (pid, create time: a reused pid is another)
         self._start_cpu: dict[tuple[int, float], tuple[float, float]] = {}
         self._last_cpu: dict[tuple[int, float], tuple[float, float]] = {}
+        # (voluntary, involuntary) switches by thread (pid, create time, thread id)
+        self._start_switches: dict[tuple[int, float, int], tuple[int, int]] = {}
+        self._last_switches: dict[tuple[int, float, int], tuple[int, int]] = {}
         self._peak_rss = 0
         self._samples = 0
         self._stop = threading.Event()
@@ -118,6 +151,11 @@ class TreeSampler:
                 if key not in self._start_cpu:
                     self._start_cpu[key] = cpu if first else (0.0, 0.0)
                 self._last_cpu[key] = cpu
+                for tid, switches in thread_switches(proc.pid).items():
+                    thread = (*key, tid)
+                    if thread not in self._start_switches:
+                        self._start_switches[thread] = switches if first else (0, 0)
+                    self._last_switches[thread] = switches
             self._peak_rss = max(self._peak_rss, rss)
             self._samples += 1
 
@@ -139,10 +177,16 @@ class TreeSampler:
         with self._lock:
             user = sum(self._last_cpu[k][0] - self._start_cpu[k][0] for k in self._last_cpu)
             system = sum(self._last_cpu[k][1] - self._start_cpu[k][1] for k in self._last_cpu)
+            grown = [
+                (last[0] - self._start_switches[t][0], last[1] - self._start_switches[t][1])
+                for t, last in self._last_switches.items()
+            ]
             return TreeSample(
                 max(user + system, 0.0),
                 self._peak_rss,
                 len(self._last_cpu),
                 self._samples,
                 system_s=max(system, 0.0),
+                voluntary_switches=sum(v for v, _ in grown),
+                involuntary_switches=sum(i for _, i in grown),
             )

@@ -380,6 +380,14 @@ class Runner:
             server_json["cpu_s_per_1k"] = (
                 round(sample.cpu_s / result.requests * 1000, 6) if result.requests else None
             )
+            server_json["switches_per_req"] = (
+                [
+                    round(sample.voluntary_switches / result.requests, 4),
+                    round(sample.involuntary_switches / result.requests, 4),
+                ]
+                if result.requests
+                else None
+            )
         util = run.client_util
         coverage = stats.latency_coverage(result.rps, result.latency_us["mean"], cell.concurrency)
         load_json["latency_coverage"] = None if coverage is None else round(coverage, 4)

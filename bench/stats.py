@@ -149,6 +149,12 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         for c in ok
         if c.get("server") and c["server"].get("system_s") is not None and c["server"]["cpu_s"]
     ]
+    # (voluntary, involuntary) context switches of the server's threads per request
+    switches = [
+        c["server"]["switches_per_req"]
+        for c in ok
+        if (c.get("server") or {}).get("switches_per_req")
+    ]
     rss = [
         int(c["server"]["peak_rss_bytes"])
         for c in ok
@@ -186,6 +192,8 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "latency_us": latency,
         "cpu_s_per_1k": median(cpu),
         "cpu_system_share": _rounded(median(system_share)),
+        "voluntary_switches_per_req": _rounded(median([float(v) for v, _ in switches])),
+        "involuntary_switches_per_req": _rounded(median([float(i) for _, i in switches])),
         "peak_rss_bytes": max(rss, default=None),
         "bytes_per_response": median(bpr),
         "client_saturated": any((c.get("client") or {}).get("saturated") for c in cells),

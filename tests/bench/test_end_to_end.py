@@ -69,6 +69,9 @@ def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> Non
         assert cell["load"]["latency_us"]["p50"] <= cell["load"]["latency_us"]["p99"]
         assert cell["server"]["cpu_s_per_1k"] > 0
         assert 0 < cell["server"]["system_s"] <= cell["server"]["cpu_s"]  # sockets: kernel time
+        # an event loop that waits for its sockets blocks now and then: voluntary switches
+        assert cell["server"]["voluntary_switches"] > 0
+        assert cell["server"]["switches_per_req"][0] > 0
         assert cell["server"]["peak_rss_bytes"] > 10 * 2**20
         if manifest["pinning"]["enabled"]:
             assert cell["server"]["affinity"] == manifest["pinning"]["server_cpus"]

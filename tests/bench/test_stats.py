@@ -59,6 +59,7 @@ def _cell(
             "cpu_s_per_1k": 0.1 * repeat,
             "cpu_s": 2.0,
             "system_s": 0.2 * repeat,
+            "switches_per_req": [0.5 * repeat, 0.01 * repeat],
             "peak_rss_bytes": 1000 * repeat,
         },
         "client": {"saturated": saturated},
@@ -79,6 +80,8 @@ def test_row_medians_over_repeats() -> None:
     assert row["latency_us"]["p50"] == 2000.0
     assert row["cpu_s_per_1k"] == pytest.approx(0.2)
     assert row["cpu_system_share"] == pytest.approx(0.2)  # 0.1, 0.2, 0.3 of 2 s
+    assert row["voluntary_switches_per_req"] == pytest.approx(1.0)
+    assert row["involuntary_switches_per_req"] == pytest.approx(0.02)
     assert row["peak_rss_bytes"] == 3000  # the peak over repeats, not a median
     assert row["outcome"] == "ok"
     assert row["rank"] == 1
@@ -276,5 +279,7 @@ def test_cells_written_before_the_kernels_share_have_none() -> None:
     cells = [_cell("a-srv", 1000.0, repeat=i) for i in (1, 2, 3)]
     for cell in cells:
         del cell["server"]["system_s"]
+        del cell["server"]["switches_per_req"]
     [row] = stats.summarise(cells, noisy_threshold=0.10, planned_repeats=3)
     assert row["cpu_system_share"] is None
+    assert row["voluntary_switches_per_req"] is None
