@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .. import cpu, ratelimit
 from ..localcache import LocalCache
-from ..settings import REDIS_POOL_WAIT_S, Settings
+from ..settings import Settings
 
 log = logging.getLogger("lab")
 
@@ -156,23 +156,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
 
 @contextlib.asynccontextmanager
 async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Resources]:
-    # Short socket timeouts and no retry on a timeout: a dead Redis must degrade the request
-    # (BYPASS, fail-open) quickly rather than hold it (SPEC §3.6, §3.7). One immediate retry
-    # on a connection error: after Redis restarts, every pooled connection is dead and fails
-    # once on its next use, which without a retry degrades requests long after Redis is back
-    # (seen by tests/reliability/test_faults_under_load.py). A refused connect fails at once.
-    # A blocking pool: redis-py's default pool raises "Too many connections" for the 101st
-    # command in flight, which the cache and the limiter would take for Redis being down
-    # (BYPASS, fail-open) under nothing worse than 256 connections of load.
+    # Timeouts and a blocking pool: Settings.redis_pool says why; the retry is per twin.
     redis_client: Redis = Redis.from_pool(
         BlockingConnectionPool.from_url(
             settings.redis_url,
-            max_connections=settings.redis_pool_size,
-            timeout=REDIS_POOL_WAIT_S,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=0,
+            **settings.redis_pool(),
         )
     )
     http = aiohttp.ClientSession(

@@ -30,7 +30,7 @@ from redis.retry import Retry
 from .. import cpu, ratelimit
 from ..items import FANOUT_MAX
 from ..localcache import LocalCache
-from ..settings import REDIS_POOL_WAIT_S, Settings
+from ..settings import Settings
 
 log = logging.getLogger("lab")
 
@@ -151,22 +151,12 @@ def open_resources(
 
 @contextlib.contextmanager
 def _open_resources(settings: Settings, db: Pool | Connect) -> Iterator[Resources]:
-    # Short socket timeouts and no retry on a timeout: a dead Redis must degrade the request
-    # (BYPASS, fail-open) quickly rather than hold it (SPEC §3.6, §3.7). One immediate retry
-    # on a connection error: after Redis restarts, every pooled connection is dead and fails
-    # once on its next use, which without a retry degrades requests long after Redis is back
-    # (seen by tests/reliability/test_faults_under_load.py). A refused connect fails at once.
-    # A blocking pool, as in the async twin: past its size a thread waits for a connection
-    # instead of failing as if Redis were down.
+    # Timeouts and a blocking pool: Settings.redis_pool says why; the retry is per twin.
     redis_client = redis.Redis.from_pool(
         redis.BlockingConnectionPool.from_url(
             settings.redis_url,
-            max_connections=settings.redis_pool_size,
-            timeout=REDIS_POOL_WAIT_S,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=0,
+            **settings.redis_pool(),
         )
     )
     # One pooled client, shared by the fan-out threads (httpx.Client is thread-safe): as many

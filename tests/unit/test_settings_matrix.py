@@ -15,7 +15,13 @@ def test_defaults_and_parsing() -> None:
     assert s.rate_limit == RateLimit(5, 2)
     assert s.trusted_proxies == ("10.0.0.0/8", "::1")
     assert s.cache_ttl_s == 60 and s.upstream_timeout_ms == 1000
-    assert s.redis_pool_size == 100
+    assert s.redis_pool() == {
+        "max_connections": 100,
+        "timeout": 1.0,
+        "socket_timeout": 0.5,
+        "socket_connect_timeout": 0.5,
+        "health_check_interval": 0,
+    }
 
 
 @pytest.mark.parametrize(
