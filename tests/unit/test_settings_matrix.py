@@ -16,7 +16,7 @@ def test_defaults_and_parsing() -> None:
     assert s.trusted_proxies == ("10.0.0.0/8", "::1")
     assert s.cache_ttl_s == 60 and s.upstream_timeout_ms == 1000
     assert s.redis_pool() == {
-        "max_connections": 100,
+        "max_connections": 1000,
         "timeout": 1.0,
         "socket_timeout": 0.5,
         "socket_connect_timeout": 0.5,
