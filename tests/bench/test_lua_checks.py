@@ -11,13 +11,14 @@ import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from bench import load, preflight
 from lab.scenarios import LoadCheck, scenario
+from tests.support.httpserver import serving
 
 BODY = b'{"ok":true}'
 
@@ -49,16 +50,8 @@ class _Alternating(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Alternating)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_Alternating) as address:
+        yield address
 
 
 @pytest.mark.parametrize(
