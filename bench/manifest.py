@@ -225,8 +225,14 @@ def service_versions(database_url: str | None, redis_url: str | None) -> dict[st
     return result
 
 
-def lab_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.startswith("LAB_")}
+# Variables the servers the harness starts read as settings: the lab's own, and the ones that
+# tune a server or the interpreter without showing in its argv (GRANIAN_RUNTIME_MODE,
+# GUNICORN_CMD_ARGS, PYTHONMALLOC, ...). A run made with any of them set says so.
+RECORDED_ENV_PREFIXES = ("LAB_", "GRANIAN_", "UVICORN_", "GUNICORN_", "PYTHON", "WEB_CONCURRENCY")
+
+
+def recorded_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith(RECORDED_ENV_PREFIXES)}
     return {k: redact_url(v) if "://" in v else v for k, v in sorted(env.items())}
 
 
@@ -246,7 +252,7 @@ def environment(database_url: str | None, redis_url: str | None) -> dict[str, An
         "git": git_info(),
         **where(database_url, redis_url),
         "packages": packages(),
-        "env": lab_env(),
+        "env": recorded_env(),
     }
 
 
@@ -317,6 +323,6 @@ def collect(
         "pinning": pinning,
         "method": method,
         "selection": selection,
-        "env": lab_env(),
+        "env": recorded_env(),
         "sessions": [session(argv)],
     }

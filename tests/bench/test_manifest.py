@@ -22,6 +22,8 @@ def test_redact_url() -> None:
 
 def test_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_DATABASE_URL", "postgresql://u:hunter2@127.0.0.1/lab")
+    monkeypatch.setenv("GRANIAN_RUNTIME_MODE", "mt")
+    monkeypatch.setenv("UNRELATED_SETTING", "x")
     method = method_for(quick=True)
     data = manifest.collect(
         run_id="r1",
@@ -46,6 +48,9 @@ def test_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     text = json.dumps(data)
     assert "hunter2" not in text
     assert data["env"]["LAB_DATABASE_URL"] == "postgresql://u:***@127.0.0.1/lab"
+    # a server setting given by environment is part of what was measured
+    assert data["env"]["GRANIAN_RUNTIME_MODE"] == "mt"
+    assert "UNRELATED_SETTING" not in data["env"]
 
 
 def _commit(repo: Path, message: str) -> str:
