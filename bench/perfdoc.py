@@ -26,7 +26,7 @@ from typing import Any
 from . import docblock, instructions, memory
 from .manifest import session_orders
 from .method import PLAN_ORDER
-from .reporting._data import per_round, rounds_text
+from .reporting import per_round, rounds_text
 from .results import wall_span
 
 __all__ = ["BEGIN", "END", "GOALS", "between_runs", "floor_tables", "main"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import experiments, html, picker, plots, tables
-from ._data import Run, load
+from ._data import Run, load, per_round, rounds_text
 
-__all__ = ["Run", "load", "write_report"]
+# per_round / rounds_text: the round-by-round ratio, for other pages (bench.perfdoc)
+__all__ = ["Run", "load", "per_round", "rounds_text", "write_report"]
 
 
 def write_report(run: Run, *, with_plots: bool = True) -> list[Path]:

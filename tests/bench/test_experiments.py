@@ -10,8 +10,7 @@ import pytest
 
 from bench.method import method_for
 from bench.plan import build_plan
-from bench.reporting import claims, experiments
-from bench.reporting._data import Run
+from bench.reporting import Run, claims, experiments
 from bench.targets import experiment_targets
 from lab import matrix
 from lab.experiments import experiment
