@@ -52,7 +52,6 @@ DEFAULT_SCENARIOS = ("json", "db")
 READY_TIMEOUT_S = 240.0  # start-up under valgrind is tens of times slower
 WARMUP_REQUESTS = 100
 DUMP_TIMEOUT_S = 60.0
-_TOTALS = re.compile(rb"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,22 +121,14 @@ def _dumped(out_dir: Path, slug: str, pids: Sequence[int]) -> list[Path]:
         time.sleep(0.2)
 
 
-def _instructions(files: Sequence[Path]) -> int:
-    total = 0
-    for f in files:
-        found = _TOTALS.findall(f.read_bytes())
-        if not found:
-            raise RuntimeError(f"{f}: no totals line")
-        total += int(found[-1])
-    return total
-
-
 _NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
 
 
-def self_cost_by_object(dump: Path) -> dict[str, int]:
-    """A callgrind dump's instructions by the binary that executed them (file name only),
-    read straight from the format (valgrind's "Callgrind Format Specification"):
+def read_dump(dump: Path) -> tuple[int, dict[str, int]]:
+    """A callgrind dump's total instructions (its ``totals:`` or ``summary:`` line) and the
+    same instructions by the binary that executed them (file name only), in one pass over
+    a file that runs to tens of MB, read straight from the format (valgrind's "Callgrind
+    Format Specification"):
     ``ob=``/``cob=`` name binaries, compressed as ``(id) name`` the first time and ``(id)``
     after; a cost line is the current function's own cost, except the one after a
     ``calls=`` line, which is the call's inclusive cost and belongs to the callee. The
@@ -156,6 +147,7 @@ def self_cost_by_object(dump: Path) -> dict[str, int]:
             names[m.group(1)] = Path(m.group(2)).name
         return names.get(m.group(1), f"({m.group(1)})")
 
+    totals: int | None = None
     for raw in dump.read_text(errors="replace").splitlines():
         line = raw.strip()
         if not line:
@@ -176,7 +168,11 @@ def self_cost_by_object(dump: Path) -> dict[str, int]:
             skip_next = True
         elif line.startswith("positions:"):
             positions = len(line.split()[1:])
-    return costs
+        elif line.startswith(("totals:", "summary:")):
+            totals = int(line.split(":", 1)[1])
+    if totals is None:
+        raise RuntimeError(f"{dump}: no totals line")
+    return totals, costs
 
 
 def measure(
@@ -216,11 +212,12 @@ def measure(
             for pid in pids:
                 _callgrind_control("-i", "off", str(pid))
                 _callgrind_control("-d", str(pid))
-            dumps = _dumped(raw, slug, pids)
-            instructions = _instructions(dumps)
+            instructions = 0
             by_object: Counter[str] = Counter()
-            for dump in dumps:
-                by_object.update(self_cost_by_object(dump))
+            for dump in _dumped(raw, slug, pids):  # one per process of the tree
+                totals, costs = read_dump(dump)
+                instructions += totals
+                by_object.update(costs)
         finally:
             procs.stop_group(proc)
     return Result(

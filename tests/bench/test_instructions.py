@@ -38,16 +38,15 @@ def test_ratios_read_each_pair_against_its_floors_on_the_same_server() -> None:
     assert "| 0.80 | 50.0k | 0.20 | **not met** (>= 0.90) |" in judged
 
 
-def test_dump_totals_are_summed_over_the_process_tree(tmp_path: Path) -> None:
-    (tmp_path / "a.1.out.1").write_text("events: Ir\nfn=x\n1 5\ntotals: 1200\n")
+def test_a_dump_without_totals_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "a.2.out.1").write_text("events: Ir\nsummary: 34\n")
-    assert instructions._instructions(sorted(tmp_path.iterdir())) == 1234
-    (tmp_path / "bad.out.1").write_text("events: Ir\n")
+    assert instructions.read_dump(tmp_path / "a.2.out.1") == (34, {})
+    (tmp_path / "bad.out.1").write_text("events: Ir\nfn=x\n1 5\n")
     with pytest.raises(RuntimeError, match="no totals"):
-        instructions._instructions([tmp_path / "bad.out.1"])
+        instructions.read_dump(tmp_path / "bad.out.1")
 
 
-def test_self_cost_by_object_reads_the_callgrind_format(tmp_path: Path) -> None:
+def test_read_dump_reads_the_callgrind_format(tmp_path: Path) -> None:
     dump = tmp_path / "a.1.out.1"
     dump.write_text(
         "positions: line\nevents: Ir\n"
@@ -56,7 +55,9 @@ def test_self_cost_by_object_reads_the_callgrind_format(tmp_path: Path) -> None:
         "ob=(2)\nfn=(2)\n0 60\n"  # libc's own cost; the 999 above is the call's inclusive cost
         "ob=(1)\nfn=(1)\n-1 40\ntotals: 700\n"
     )
-    assert instructions.self_cost_by_object(dump) == {"libpython3.11.so.1.0": 640, "libc.so.6": 60}
+    totals, by_object = instructions.read_dump(dump)
+    assert by_object == {"libpython3.11.so.1.0": 640, "libc.so.6": 60}
+    assert totals == sum(by_object.values()) == 700
 
 
 def test_the_table_says_where_a_pairs_instructions_go() -> None:
