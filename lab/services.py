@@ -368,6 +368,17 @@ class _Embedded:
             )
         self._pid = self._child.pid
 
+    def _start_ready(self, argv: list[str], **kwargs: Any) -> None:
+        """Spawn the server and wait until it is ready; one that never gets there is
+        stopped (an interrupt included), so no half-started server outlives the call."""
+        self._spawn(argv, **kwargs)
+        try:
+            self._wait_ready(self._ready)
+        except BaseException:
+            if self._pid is not None:
+                self.stop()
+            raise
+
     def _wait_ready(self, ready: Callable[[], bool]) -> None:
         """Poll ``ready`` until it holds; the process dying or the deadline ends the wait."""
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -417,6 +428,10 @@ class _Embedded:
                 os.kill(pid, signal.SIGKILL)
         child = self._child
         _wait_gone(pid, child if child is not None and child.pid == pid else None, 5.0)
+
+    def _ready(self) -> bool:
+        """Whether the server accepts connections (and answers) yet."""
+        raise NotImplementedError
 
     def start(self) -> None:
         raise NotImplementedError
@@ -620,13 +635,7 @@ class EmbeddedPostgres(_Embedded):
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
         kwargs = user.popen_kwargs() if user is not None else {}
-        self._spawn(argv, env=self._env(), **kwargs)
-        try:
-            self._wait_ready(self._ready)
-        except BaseException:
-            if self._pid is not None:
-                self.stop()
-            raise
+        self._start_ready(argv, env=self._env(), **kwargs)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: abort sessions, checkpoint, exit), waiting until the
@@ -707,13 +716,7 @@ class EmbeddedRedis(_Embedded):
             "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--dir", str(self.data_dir), "--pidfile", str(self.pid_file),
         ]  # fmt: skip
-        self._spawn(argv)
-        try:
-            self._wait_ready(self._ready)
-        except BaseException:
-            if self._pid is not None:
-                self.stop()
-            raise
+        self._start_ready(argv)
 
     def stop(self) -> None:
         """SIGTERM (the server shuts down, no save), waiting until it has exited; SIGKILL
