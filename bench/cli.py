@@ -292,6 +292,18 @@ def _resume_manifest(
             f"{run.path} was measured differently ({detail}): resume with the same settings or "
             "choose a new --out"
         )
+    before = manifest.server_settings(data.get("env") or {})
+    now = manifest.server_settings(manifest.recorded_env())
+    if before != now:
+        detail = ", ".join(
+            f"{k} was {before.get(k)!r}, now {now.get(k)!r}"
+            for k in sorted(before.keys() | now.keys())
+            if before.get(k) != now.get(k)
+        )
+        raise preflight.PreflightError(
+            f"{run.path} was measured with other settings in the environment ({detail}): "
+            "resume with the same ones or choose a new --out"
+        )
     sessions = data.setdefault("sessions", [])
     sessions.append(
         {

@@ -231,9 +231,18 @@ def service_versions(database_url: str | None, redis_url: str | None) -> dict[st
 RECORDED_ENV_PREFIXES = ("LAB_", "GRANIAN_", "UVICORN_", "GUNICORN_", "PYTHON", "WEB_CONCURRENCY")
 
 
+# Where the services are, not how a server runs: a resumed run may meet them elsewhere.
+SERVICE_URL_VARS = frozenset({"LAB_DATABASE_URL", "LAB_REDIS_URL", "LAB_UPSTREAM_URL"})
+
+
 def recorded_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith(RECORDED_ENV_PREFIXES)}
     return {k: redact_url(v) if "://" in v else v for k, v in sorted(env.items())}
+
+
+def server_settings(env: dict[str, str]) -> dict[str, str]:
+    """A recorded environment without the service URLs: what the servers were tuned with."""
+    return {k: v for k, v in env.items() if k not in SERVICE_URL_VARS}
 
 
 def where(database_url: str | None, redis_url: str | None) -> dict[str, Any]:
@@ -297,6 +306,7 @@ def session(argv: list[str]) -> dict[str, Any]:
         "cwd": os.getcwd(),
         "git": git_info(),
         "pid": os.getpid(),
+        "env": recorded_env(),
     }
 
 

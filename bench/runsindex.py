@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import docblock
+from .manifest import server_settings
 from .results import wall_span
 
 __all__ = ["BEGIN", "END", "Entry", "describe", "index", "main"]
@@ -83,12 +84,20 @@ def _bench(folder: Path) -> Entry:
     return Entry(
         folder=folder.name,
         kind=str(method.get("mode") or "?"),
-        command=" ".join(manifest.get("command") or ["?"]),
+        command=_command(manifest),
         what=what,
         outcome=outcome or "no cells",
         where=_where(manifest),
         links=tuple(name for name in _OUTPUTS if (folder / name).exists()),
     )
+
+
+def _command(record: dict[str, Any]) -> str:
+    """The command as run, with any server setting it had in its environment in front
+    (``GRANIAN_TASK_IMPL=rust lab bench ...``): a setting that no argv shows still changed
+    what was measured. Where the services were is the "where" column's business."""
+    settings = server_settings(record.get("env") or {})
+    return " ".join([*(f"{k}={v}" for k, v in settings.items()), *(record.get("command") or ["?"])])
 
 
 def _one_off(folder: Path, name: str, kind: str) -> Entry:
@@ -108,7 +117,7 @@ def _one_off(folder: Path, name: str, kind: str) -> Entry:
     return Entry(
         folder=folder.name,
         kind=kind,
-        command=" ".join(record.get("command") or ["?"]),
+        command=_command(record),
         what=what,
         outcome=outcome,
         where=_where(record),

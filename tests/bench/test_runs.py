@@ -100,7 +100,9 @@ def _bench(url: str, wrk: Path, out: Path, *extra: str) -> int:
     )
 
 
-def test_results_layout_and_resume(server_url: str, fake_wrk: Path, tmp_path: Path) -> None:
+def test_results_layout_and_resume(
+    server_url: str, fake_wrk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     assert _bench(server_url, fake_wrk, out) == 0
     run = RunDir(out)
@@ -157,6 +159,12 @@ def test_results_layout_and_resume(server_url: str, fake_wrk: Path, tmp_path: Pa
     # Nothing left to do: no load run at all.
     assert _bench(server_url, fake_wrk, out) == 0
     assert len(_calls(tmp_path)) == 6
+    assert manifest["sessions"][1]["env"] == manifest["env"]
+
+    # Nor is a resume under a server setting given by environment, which no argv shows.
+    monkeypatch.setenv("GRANIAN_TASK_IMPL", "rust")
+    assert _bench(server_url, fake_wrk, out) == 2
+    monkeypatch.delenv("GRANIAN_TASK_IMPL")
 
     # A resume that would measure differently is refused.
     assert (

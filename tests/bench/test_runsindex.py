@@ -65,6 +65,8 @@ def results(tmp_path: Path) -> Path:
         {
             **where,
             "command": ["lab", "memory"],
+            # the service URL is where it ran; the granian setting is how
+            "env": {"LAB_DATABASE_URL": "postgresql://db/lab", "GRANIAN_TASK_IMPL": "rust"},
             "method": {"small": 1000, "large": 100000},
             "results": [
                 {"pair": "a-uvicorn", "passed": True},
@@ -87,7 +89,8 @@ def test_index_describes_each_run_from_its_own_records(results: Path) -> None:
     assert "1 failed, 1 ok; 2.0 min first cell to last; 2 sessions" in bench
     assert "Test CPU, PostgreSQL 18.6, Redis 7.0.15; commit abcdef01 (dirty)" in bench
     assert "[README.md](20260101T000000Z-full-abc/README.md)" in bench
-    assert "| memory |" in memory and "1 of 2 pass" in memory
+    assert "| memory | `GRANIAN_TASK_IMPL=rust lab memory` |" in memory
+    assert "1 of 2 pass" in memory
     assert "[memory.md](20260102T000000Z-memory-abc/memory.md)" in memory
 
 
