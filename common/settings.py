@@ -30,6 +30,7 @@ __all__ = [
 SWITCHES: dict[str, tuple[str, ...]] = {
     "LAB_JSON_CODEC": ("orjson", "stdlib"),
     "LAB_DB_POOL": ("pool", "connect"),
+    "LAB_DB_RESET": ("query", "rollback"),
     "LAB_CACHE": ("redis", "none", "local"),
     "LAB_HTTP_CACHE": ("on", "off"),
     "LAB_BATCH_QUERY": ("batched", "n_plus_one"),
@@ -44,6 +45,8 @@ SWITCHES: dict[str, tuple[str, ...]] = {
 _ONLY_FOR: dict[tuple[str, str], frozenset[str]] = {
     ("LAB_UPSTREAM_CLIENT", "blocking"): frozenset({"fastapi", "litestar", "aiohttp"}),
     ("LAB_HANDLERS", "sync"): frozenset({"fastapi"}),
+    # asyncpg's pool only: psycopg_pool (Flask) already does no more than roll back
+    ("LAB_DB_RESET", "rollback"): frozenset({"fastapi", "litestar", "aiohttp"}),
     ("LAB_MIDDLEWARE", "basehttp"): frozenset({"fastapi"}),  # Starlette's style
 }
 
@@ -87,6 +90,7 @@ class Settings:
     # Experiment switches (SPEC §6); the defaults are the contract's own behaviour.
     json_codec: str = "orjson"  # orjson | stdlib
     db_pool: str = "pool"  # pool | connect
+    db_reset: str = "query"  # query | rollback: what asyncpg's pool does on release
     cache: str = "redis"  # redis | none | local
     local_cache_size: int = 10_000
     http_cache: bool = True
@@ -190,6 +194,7 @@ class Settings:
             zstd_level=num("LAB_ZSTD_LEVEL", 3, 1, 22),
             json_codec=switch("LAB_JSON_CODEC"),
             db_pool=switch("LAB_DB_POOL"),
+            db_reset=switch("LAB_DB_RESET"),
             cache=switch("LAB_CACHE"),
             local_cache_size=num("LAB_LOCAL_CACHE_SIZE", 10_000, 1, 10_000_000),
             http_cache=switch("LAB_HTTP_CACHE") == "on",
@@ -221,6 +226,7 @@ def check_framework(settings: Settings, framework: str) -> Settings:
         "LAB_UPSTREAM_CLIENT": settings.upstream_client,
         "LAB_HANDLERS": settings.handlers,
         "LAB_MIDDLEWARE": settings.middleware,
+        "LAB_DB_RESET": settings.db_reset,
     }
     for (name, value), frameworks in _ONLY_FOR.items():
         if chosen[name] == value and framework not in frameworks:

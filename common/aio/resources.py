@@ -127,6 +127,16 @@ async def _warm(pool: asyncpg.Pool, size: int) -> None:
         log.warning("PostgreSQL pool warm-up failed: %s", failures[0])
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """``LAB_DB_RESET=rollback``: what the pool does to a released connection instead of
+    asyncpg's reset query (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL``), which costs a round trip to PostgreSQL on every release. Given a ``reset``
+    callback, asyncpg still rolls back a transaction left open (as psycopg_pool does, Flask's
+    pool) and then calls this, which keeps the session as it is: safe only because no SQL of
+    the lab's changes session state (tests/unit/test_sql.py guards it).
+    docs/techniques/db-reset.md measures the difference."""
+
+
 @contextlib.asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     if settings.db_pool == "connect":
@@ -141,6 +151,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         timeout=settings.db_timeout_s,  # connect timeout
         command_timeout=settings.db_timeout_s,
         max_inactive_connection_lifetime=300,
+        reset=keep_session if settings.db_reset == "rollback" else None,  # None: asyncpg's own
     )
     assert pool is not None
     await _warm(pool, settings.db_pool_size)

@@ -47,6 +47,7 @@ class Switch:
 SWITCHES = [
     Switch("LAB_JSON_CODEC", "stdlib"),
     Switch("LAB_DB_POOL", "connect"),
+    Switch("LAB_DB_RESET", "rollback", frozenset({"fastapi", "litestar", "aiohttp"})),
     Switch("LAB_CACHE", "none"),
     Switch("LAB_CACHE", "local"),
     Switch("LAB_HTTP_CACHE", "off"),
@@ -168,13 +169,19 @@ def test_stdlib_json_writes_the_same_bytes(switched: Pair) -> None:
         )
 
 
-# -- LAB_DB_POOL -------------------------------------------------------------------------------
+# -- LAB_DB_POOL, LAB_DB_RESET -----------------------------------------------------------------
 
 
-@by_switch(switch("LAB_DB_POOL", "connect"))
-def test_connection_per_request_serves_every_db_route(switched: Pair, redis_client) -> None:
-    """SPEC §6: a fresh PostgreSQL connection per request, on every route that reads or
-    writes PostgreSQL; same bodies as the pool."""
+@by_switch(switch("LAB_DB_POOL", "connect"), switch("LAB_DB_RESET", "rollback"))
+def test_other_connection_handling_serves_every_db_route(
+    switched: Pair | None, redis_client
+) -> None:
+    """SPEC §6: a fresh PostgreSQL connection per request (``LAB_DB_POOL=connect``), or a
+    pool that lends its connections back without asyncpg's reset query
+    (``LAB_DB_RESET=rollback``; Flask refuses it), on every route that reads or writes
+    PostgreSQL; same bodies as the default server."""
+    if switched is None:
+        return
     p = switched
     _same_items_and_problems(p)
     _same_streams(p)

@@ -48,6 +48,7 @@ CONTROLLED = frozenset(
         "LAB_STREAMING",
         "LAB_UPSTREAM_CLIENT",
         "LAB_HANDLERS",
+        "LAB_DB_RESET",
         "LAB_LIMITER",
     }
 )

@@ -70,6 +70,7 @@ def test_frameworks_refuse_switches_they_do_not_implement() -> None:
     frameworks = [f.name for f in matrix.frameworks()]
     sync = Settings.from_env({"LAB_HANDLERS": "sync"})
     blocking = Settings.from_env({"LAB_UPSTREAM_CLIENT": "blocking"})
+    no_reset_query = Settings.from_env({"LAB_DB_RESET": "rollback"})
     for fw in frameworks:
         check_framework(Settings.from_env({}), fw)
         if fw == "fastapi":
@@ -80,8 +81,11 @@ def test_frameworks_refuse_switches_they_do_not_implement() -> None:
         if fw == "flask":
             with pytest.raises(SettingsError, match="LAB_UPSTREAM_CLIENT"):
                 check_framework(blocking, fw)
+            with pytest.raises(SettingsError, match="LAB_DB_RESET=rollback applies only to"):
+                check_framework(no_reset_query, fw)  # psycopg_pool runs no reset query anyway
         else:
             check_framework(blocking, fw)
+            check_framework(no_reset_query, fw)
 
 
 # -- LAB_JSON_CODEC ----------------------------------------------------------------------------
