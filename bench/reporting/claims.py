@@ -127,6 +127,15 @@ def load_claims(path: Path) -> dict[str, Any]:
         return tomllib.load(fh)
 
 
+def experiments_cited(claims_file: Path) -> set[str]:
+    """The experiments whose rows some claim is judged on."""
+    return {
+        str(c["experiment"])
+        for c in load_claims(claims_file).get("claims", [])
+        if "experiment" in c
+    }
+
+
 def markdown(run: Run, claims_file: Path, *, run_link: str, pages: str = "techniques") -> str:
     data = load_claims(claims_file)
     sources = data.get("sources", {})

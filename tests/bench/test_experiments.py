@@ -203,3 +203,12 @@ def test_pages_get_their_block_from_the_run(tmp_path: Path) -> None:
     experiments.update_pages(run, docs, link_base="../../results/synthetic")
     assert page.read_text() == text
     assert json.dumps(experiment("http-cache").baseline) == '"off"'
+
+
+def test_claims_cite_declared_experiments_only() -> None:
+    """`lab techniques` rewrites docs/claims.md only from a run holding every experiment
+    the claims cite; a run of one new experiment fills its page and leaves the verdicts."""
+    cited = claims.experiments_cited(matrix.REPO_ROOT / "docs" / "claims.toml")
+    declared = {e.name for e in all_experiments()}
+    assert {"db-pool", "compression"} <= cited <= declared
+    assert "db-reset" not in cited  # no article claims it, so its run need not hold the rest
