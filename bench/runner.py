@@ -40,6 +40,7 @@ __all__ = ["UI", "Runner", "target_json"]
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0  # servers are started with a 5 s graceful timeout (lab/matrix.toml)
 
 
 class UI(Protocol):
@@ -209,7 +210,22 @@ class Runner:
                 self._run_cell(cell, group, server)
         finally:
             if server is not None and server.proc is not None:
-                procs.stop_group(server.proc)
+                self._stop_server(server, group)
+
+    def _stop_server(self, server: Server, group: Group) -> None:
+        """Stop the server's tree after its cells. One that outlives its grace after SIGTERM
+        is killed, and the stacks it had then go to its log and the console: a hung shutdown
+        is a fault of the app's lifespan that no cell would show otherwise."""
+        assert server.proc is not None
+        stopped = procs.stop_tree(server.proc, grace_s=STOP_GRACE_S)
+        if stopped.killed:
+            message = (
+                f"{group.target.id}: the server did not exit within {STOP_GRACE_S:g} s of "
+                f"SIGTERM and was killed; its stacks are at the end of {server.log.name}"
+            )
+            with server.log.open("a", encoding="utf-8") as log:
+                log.write(f"\nlab bench: {message}:\n{stopped.stuck}\n")
+            self.ui.note(message)
 
     # -- processes -------------------------------------------------------------------------
 

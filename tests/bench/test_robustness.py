@@ -17,14 +17,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
 import pytest
 
-from bench import load, preflight
+from bench import load, preflight, runner
 from bench.results import RunDir
-from lab import matrix
+from lab import matrix, procs
 
 STEP_TIMEOUT_S = 120.0  # each wait below is bounded by this
 
@@ -236,3 +237,40 @@ def test_ctrl_c_mid_run_keeps_finished_cells_and_a_resume_completes_the_rest(
         assert (out / "cells" / name).read_bytes() == data, f"{name} was rewritten"
     manifest = RunDir(out).read_manifest()
     assert len(manifest["sessions"]) == 2
+
+
+def test_a_server_hung_in_shutdown_is_killed_and_its_stacks_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a group's cells, a server that ignores SIGTERM is killed when the grace runs
+    out, and the stacks it had then go to its log, with a line on the console."""
+    monkeypatch.setattr(runner, "STOP_GRACE_S", 0.5)
+    log = tmp_path / "server.log"
+    hang = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ignoring SIGTERM', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    with log.open("wb") as fh:
+        proc = procs.spawn(
+            [sys.executable, "-c", hang], stdout=fh.fileno(), stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while "ignoring SIGTERM" not in log.read_text() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the child never installed its handler"
+        time.sleep(0.01)
+    server = runner.Server(proc, "http://127.0.0.1:9", ["hang"], {}, log, 0.0)
+    notes: list[str] = []
+    harness = SimpleNamespace(ui=SimpleNamespace(note=notes.append))
+    group = SimpleNamespace(target=SimpleNamespace(id="hang-server"))
+    runner.Runner._stop_server(harness, server, group)  # type: ignore[arg-type]
+    assert proc.returncode == -signal.SIGKILL
+    assert notes == [
+        "hang-server: the server did not exit within 0.5 s of SIGTERM and was killed; its "
+        "stacks are at the end of server.log"
+    ]
+    text = log.read_text()
+    assert "lab bench: hang-server: the server did not exit" in text
+    if procs.py_spy() is not None:
+        assert "<module> (<string>:4)" in text, text[-2000:]  # where it hung: the sleep
