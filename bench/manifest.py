@@ -227,22 +227,45 @@ def service_versions(database_url: str | None, redis_url: str | None) -> dict[st
 
 # Variables the servers the harness starts read as settings: the lab's own, and the ones that
 # tune a server or the interpreter without showing in its argv (GRANIAN_RUNTIME_MODE,
-# GUNICORN_CMD_ARGS, PYTHONMALLOC, ...). A run made with any of them set says so.
-RECORDED_ENV_PREFIXES = ("LAB_", "GRANIAN_", "UVICORN_", "GUNICORN_", "PYTHON", "WEB_CONCURRENCY")
+# GUNICORN_CMD_ARGS, PYTHONASYNCIODEBUG, ...). A run made with any of them set says so. Only
+# the interpreter's variables that change how fast it runs: PYTHONUNBUFFERED and the like,
+# which a shell may set for every command, would make runs differ in name only.
+RECORDED_ENV_PREFIXES = ("LAB_", "GRANIAN_", "UVICORN_", "GUNICORN_")
+RECORDED_ENV_NAMES = frozenset(
+    {
+        "WEB_CONCURRENCY",
+        "PYTHONASYNCIODEBUG",
+        "PYTHONDEVMODE",
+        "PYTHONHASHSEED",
+        "PYTHONMALLOC",
+        "PYTHONNODEBUGRANGES",
+        "PYTHONOPTIMIZE",
+        "PYTHONPERFSUPPORT",
+        "PYTHONTRACEMALLOC",
+        "PYTHONWARNINGS",
+        "PYTHON_GIL",
+        "PYTHON_JIT",
+    }
+)
 
 
 # Where the services are, not how a server runs: a resumed run may meet them elsewhere.
 SERVICE_URL_VARS = frozenset({"LAB_DATABASE_URL", "LAB_REDIS_URL", "LAB_UPSTREAM_URL"})
 
 
+def is_recorded(name: str) -> bool:
+    return name.startswith(RECORDED_ENV_PREFIXES) or name in RECORDED_ENV_NAMES
+
+
 def recorded_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.startswith(RECORDED_ENV_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if is_recorded(k)}
     return {k: redact_url(v) if "://" in v else v for k, v in sorted(env.items())}
 
 
 def server_settings(env: dict[str, str]) -> dict[str, str]:
-    """A recorded environment without the service URLs: what the servers were tuned with."""
-    return {k: v for k, v in env.items() if k not in SERVICE_URL_VARS}
+    """A recorded environment without the service URLs: what the servers were tuned with.
+    Filtered again, as records of 2026-12-06 hold every ``PYTHON*`` variable."""
+    return {k: v for k, v in env.items() if is_recorded(k) and k not in SERVICE_URL_VARS}
 
 
 def where(database_url: str | None, redis_url: str | None) -> dict[str, Any]:

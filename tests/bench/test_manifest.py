@@ -24,6 +24,8 @@ def test_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_DATABASE_URL", "postgresql://u:hunter2@127.0.0.1/lab")
     monkeypatch.setenv("GRANIAN_RUNTIME_MODE", "mt")
     monkeypatch.setenv("UNRELATED_SETTING", "x")
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")  # a shell's habit, not a server setting
+    monkeypatch.setenv("PYTHONASYNCIODEBUG", "1")  # slows every event loop down
     method = method_for(quick=True)
     data = manifest.collect(
         run_id="r1",
@@ -50,7 +52,10 @@ def test_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     assert data["env"]["LAB_DATABASE_URL"] == "postgresql://u:***@127.0.0.1/lab"
     # a server setting given by environment is part of what was measured
     assert data["env"]["GRANIAN_RUNTIME_MODE"] == "mt"
-    assert "UNRELATED_SETTING" not in data["env"]
+    assert data["env"]["PYTHONASYNCIODEBUG"] == "1"
+    assert "UNRELATED_SETTING" not in data["env"] and "PYTHONUNBUFFERED" not in data["env"]
+    # records written while every PYTHON* variable was kept compare on the settings alone
+    assert manifest.server_settings({"PYTHONUNBUFFERED": "1", "LAB_REDIS_URL": "redis://x"}) == {}
 
 
 def _commit(repo: Path, message: str) -> str:
