@@ -133,7 +133,7 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     ALL``), which costs a round trip to PostgreSQL on every release. Given a ``reset``
     callback, asyncpg still rolls back a transaction left open (as psycopg_pool does, Flask's
     pool) and then calls this, which keeps the session as it is: safe only because no SQL of
-    the lab's changes session state (tests/unit/test_sql.py guards it).
+    the lab's changes session state (tests/unit/test_db_reset.py guards it).
     docs/techniques/db-reset.md measures the difference."""
 
 
