@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import signal
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -281,6 +282,15 @@ def bench(args: argparse.Namespace) -> int:
     return 1 if bad and _opt(args, "strict", False) else 0
 
 
+def _changes(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """``k was a, now b`` for each of ``keys`` whose value differs; empty when none does."""
+    return ", ".join(
+        f"{k} was {before.get(k)!r}, now {now.get(k)!r}"
+        for k in keys
+        if before.get(k) != now.get(k)
+    )
+
+
 def _resume_manifest(
     run: RunDir,
     method: Method,
@@ -296,21 +306,14 @@ def _resume_manifest(
     data = run.read_manifest()
     stored = stored_method(data.get("method", {}))
     keys = method.comparable()
-    differ = {k: (stored.get(k), v) for k, v in keys.items() if stored.get(k) != v}
-    if differ:
-        detail = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in differ.items())
+    if detail := _changes(stored, keys, keys):
         raise preflight.PreflightError(
             f"{run.path} was measured differently ({detail}): resume with the same settings or "
             "choose a new --out"
         )
     before = manifest.server_settings(data.get("env") or {})
     now = manifest.server_settings(manifest.recorded_env())
-    if before != now:
-        detail = ", ".join(
-            f"{k} was {before.get(k)!r}, now {now.get(k)!r}"
-            for k in sorted(before.keys() | now.keys())
-            if before.get(k) != now.get(k)
-        )
+    if detail := _changes(before, now, sorted(before.keys() | now.keys())):
         raise preflight.PreflightError(
             f"{run.path} was measured with other settings in the environment ({detail}): "
             "resume with the same ones or choose a new --out"
