@@ -373,14 +373,14 @@ class _Embedded:
         stopped (an interrupt included), so no half-started server outlives the call."""
         self._spawn(argv, **kwargs)
         try:
-            self._wait_ready(self._ready)
+            self._wait_ready()
         except BaseException:
             if self._pid is not None:
                 self.stop()
             raise
 
-    def _wait_ready(self, ready: Callable[[], bool]) -> None:
-        """Poll ``ready`` until it holds; the process dying or the deadline ends the wait."""
+    def _wait_ready(self) -> None:
+        """Poll :meth:`_ready` until it holds; the process dying or the deadline ends the wait."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         delay = 0.01
         while True:
@@ -391,7 +391,7 @@ class _Embedded:
                     f"{self.name} exited with status {child.returncode} while starting on port "
                     f"{self.port}; the end of {self.log_file}:\n{_tail(self.log_file)}"
                 )
-            if ready():
+            if self._ready():
                 return
             if time.monotonic() > deadline:
                 self.stop()
