@@ -14,6 +14,7 @@ runs its own middleware per route, after routing, where 404 and 405 never pass.
 Experiment switches (SPEC §6): ``LAB_TIMING=off`` drops ``Server-Timing``; ``LAB_ACCESS_LOG=on``
 logs each request once the app has returned (:mod:`common.accesslog`). ``LAB_MIDDLEWARE=
 basehttp`` swaps this class for :class:`common.basehttp.BaseHTTPLabMiddleware` (FastAPI only).
+``LAB_MAX_INFLIGHT=n`` puts :func:`admitted`'s gate between the middleware and the app.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 
 from . import compression, negotiation
 from .accesslog import log_access
-from .problems import MAX_BODY_BYTES, Problem, not_found, payload_too_large
+from .admission import EXEMPT_PATHS, InFlight, worker_gate
+from .problems import MAX_BODY_BYTES, Problem, not_found, overloaded, payload_too_large
 from .settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -34,7 +36,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["LabMiddleware", "problem_response"]
+__all__ = ["LabMiddleware", "admitted", "problem_response"]
 
 
 async def problem_response(send: Send, problem: Problem) -> None:
@@ -65,7 +67,7 @@ class LabMiddleware:
         before the app sees it, for a router that would normalise it into a route
         (Litestar's: SPEC §2.1 routes exact paths). Here rather than in a wrapper of its
         own, to spare every request one more ASGI layer."""
-        self.app = app
+        self.app = admitted(app, settings)
         self.settings = settings
         self.limit_body = limit_body
         self.exact_paths = exact_paths
@@ -112,6 +114,37 @@ class LabMiddleware:
         finally:  # an exception escaping the app is the server's 500
             duration_ms = (time.perf_counter() - started) * 1000
             log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
+
+
+def admitted(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """``app`` behind the worker's in-flight gate when ``LAB_MAX_INFLIGHT`` is set, else ``app``
+    itself: with the switch off (the default) no request pays for it. Inside the lab's
+    middleware, so a shed 503 carries ``Server-Timing`` and ``Vary`` like any response."""
+    gate = worker_gate(settings)
+    return app if gate is None else _Admission(app, gate)
+
+
+class _Admission:
+    """SPEC §6 ``LAB_MAX_INFLIGHT``: a request over the bound is answered a 503 ``overloaded``
+    problem at once, without running the app; an admitted one counts until the app returns,
+    which for a stream is after its last chunk."""
+
+    def __init__(self, app: ASGIApp, gate: InFlight) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        gate = self.gate
+        if not gate.admit():
+            await problem_response(send, overloaded(gate.limit))
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gate.release()
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import compression, negotiation
 from .accesslog import log_access
-from .asgi import _limited_receive
+from .asgi import _limited_receive, admitted
 from .settings import Settings
 
 __all__ = ["BaseHTTPLabMiddleware"]
@@ -33,7 +33,8 @@ class BaseHTTPLabMiddleware(BaseHTTPMiddleware):
         # is raised in the handler that reads the body and rendered by the framework's
         # handler, after routing (SPEC §2.1). BaseHTTPMiddleware has no hook for it: its own
         # ``receive`` runs in a task of its own, where a raised problem is only a 500.
-        super().__init__(_BodyLimit(app))
+        # LAB_MAX_INFLIGHT's gate sits inside too, as in the pure class.
+        super().__init__(admitted(_BodyLimit(app), settings))
         self.settings = settings
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:

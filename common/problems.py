@@ -19,6 +19,7 @@ __all__ = [
     "method_not_allowed",
     "not_acceptable",
     "not_found",
+    "overloaded",
     "payload_too_large",
     "unsupported_media_type",
     "validation",
@@ -61,13 +62,14 @@ class Problem(Exception):
     errors: Sequence[FieldError] = ()
     headers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    slug: str | None = None  # when the status's own slug (``_SLUGS``) would mislead
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.status, self.detail)
 
     @property
     def type(self) -> str:
-        return f"urn:lab:problem:{_SLUGS.get(self.status, 'error')}"
+        return f"urn:lab:problem:{self.slug or _SLUGS.get(self.status, 'error')}"
 
     @property
     def title(self) -> str:
@@ -134,6 +136,17 @@ def unsupported_media_type(got: str | None) -> Problem:
 def backend_unavailable(what: str, **extra: Any) -> Problem:
     return Problem(
         503, f"{what} is unavailable; try again shortly.", headers={"Retry-After": "1"}, extra=extra
+    )
+
+
+def overloaded(limit: int) -> Problem:
+    """A request shed by the worker's in-flight limit (``LAB_MAX_INFLIGHT``, SPEC §6): a 503 like
+    a backend's, with its own slug, because nothing is down; the worker is full."""
+    return Problem(
+        503,
+        f"The server is already handling {limit} requests; try again shortly.",
+        headers={"Retry-After": "1"},
+        slug="overloaded",
     )
 
 

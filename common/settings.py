@@ -50,6 +50,11 @@ _ONLY_FOR: dict[tuple[str, str], frozenset[str]] = {
     ("LAB_MIDDLEWARE", "basehttp"): frozenset({"fastapi"}),  # Starlette's style
 }
 
+# LAB_MAX_INFLIGHT (a number, so not in SWITCHES): the async adapters only. A WSGI worker's
+# in-flight requests are bounded by its server's threads already, with the queue in front of
+# the app, where no handler can shed it (common/admission.py).
+_ADMITTING = frozenset({"fastapi", "litestar", "aiohttp"})
+
 
 class SettingsError(ValueError):
     """A ``LAB_*`` variable holds a value the lab cannot use."""
@@ -100,6 +105,7 @@ class Settings:
     upstream_client: str = "async"  # async | blocking
     handlers: str = "async"  # async | sync
     limiter: str = "redis"  # redis | off
+    max_inflight: int | None = None  # LAB_MAX_INFLIGHT=off|n: shed past n requests per worker
     # Middleware experiment switches (SPEC §6): defaults are the production stack.
     timing: bool = True  # LAB_TIMING=on|off: the Server-Timing header
     access_log: bool = False  # LAB_ACCESS_LOG=off|on: one JSON line per request on stderr
@@ -168,6 +174,11 @@ class Settings:
                 " measure one at a time"
             )
 
+        inflight = e.get("LAB_MAX_INFLIGHT") or "off"
+        if inflight != "off" and not inflight.isdigit():
+            raise SettingsError(f"LAB_MAX_INFLIGHT must be off or a count, got {inflight!r}")
+        max_inflight = None if inflight == "off" else num("LAB_MAX_INFLIGHT", 0, 1, 100_000)
+
         def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
             value = e.get(name) or default
             if value not in allowed:
@@ -204,6 +215,7 @@ class Settings:
             upstream_client=upstream_client,
             handlers=handlers,
             limiter=switch("LAB_LIMITER"),
+            max_inflight=max_inflight,
             timing=choice("LAB_TIMING", "on", ("on", "off")) == "on",
             access_log=choice("LAB_ACCESS_LOG", "off", ("off", "on")) == "on",
             middleware=choice("LAB_MIDDLEWARE", "pure", ("pure", "basehttp")),
@@ -233,6 +245,11 @@ def check_framework(settings: Settings, framework: str) -> Settings:
             raise SettingsError(
                 f"{name}={value} applies only to {', '.join(sorted(frameworks))}, not {framework}"
             )
+    if settings.max_inflight is not None and framework not in _ADMITTING:
+        raise SettingsError(
+            f"LAB_MAX_INFLIGHT={settings.max_inflight} applies only to "
+            f"{', '.join(sorted(_ADMITTING))}, not {framework}"
+        )
     return settings
 
 

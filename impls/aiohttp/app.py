@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 
 from common import compression, items, negotiation, ratelimit, replies, techempower
 from common.accesslog import log_access
+from common.admission import EXEMPT_PATHS, worker_gate
 from common.aio import Resources, open_resources, service
 from common.problems import (
     MAX_BODY_BYTES,
@@ -32,6 +33,7 @@ from common.problems import (
     internal,
     method_not_allowed,
     not_found,
+    overloaded,
     payload_too_large,
 )
 from common.reply import Reply, StreamReply
@@ -175,7 +177,7 @@ def run_in_background(app: web.Application, coro: Coroutine[Any, Any, None]) -> 
 # -- The lab's rules, around every route ----------------------------------------------------
 
 
-def lab_route(handler: Handler, *, streams: bool = False) -> Handler:
+def lab_route(handler: Handler, *, streams: bool = False, sheds: bool = True) -> Handler:
     """Every error becomes a problem; whole bodies are compressed and timed here. A stream
     sends its head from inside the handler, so :func:`stream` compresses and times itself.
 
@@ -189,22 +191,32 @@ def lab_route(handler: Handler, *, streams: bool = False) -> Handler:
     only a route that ``streams`` records its start in the request (the first ``request[key]``
     builds the request's state dict, about 3k instructions), and the settings are the
     process's cached ones, the object ``app[SETTINGS]`` holds (``request.app`` walks two
-    properties, about 1k)."""
+    properties, about 1k).
+
+    With ``LAB_MAX_INFLIGHT`` set (SPEC §6), a route that ``sheds`` counts against the worker's
+    in-flight gate, and past it answers the 503 ``overloaded`` problem without running."""
+    gate = worker_gate(get_settings()) if sheds else None
 
     @functools.wraps(handler)
     async def route(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         if streams:
             request[STARTED] = started
-        try:
-            response = await handler(request)
-        except Problem as problem:
-            response = problem_response(problem)
-        except web.HTTPException as exc:  # raised by aiohttp itself: the body limit
-            response = problem_response(http_problem(exc))
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            response = problem_response(internal())
+        if gate is not None and not gate.admit():
+            response: web.StreamResponse = problem_response(overloaded(gate.limit))
+        else:
+            try:
+                response = await handler(request)
+            except Problem as problem:
+                response = problem_response(problem)
+            except web.HTTPException as exc:  # raised by aiohttp itself: the body limit
+                response = problem_response(http_problem(exc))
+            except Exception:
+                log.exception("unhandled error in %s %s", request.method, request.path)
+                response = problem_response(internal())
+            finally:
+                if gate is not None:  # a whole body is written after this; a stream was
+                    gate.release()
         settings = get_settings()
         if not response.prepared:  # a stream's head, timing included, is out already
             headers = response.headers
@@ -266,7 +278,10 @@ routes = web.RouteTableDef()
 
 
 def get(path: str, *, streams: bool = False) -> Callable[[Handler], Handler]:
-    return lambda handler: routes.get(path, allow_head=False)(lab_route(handler, streams=streams))
+    sheds = path not in EXEMPT_PATHS  # LAB_MAX_INFLIGHT never sheds a health check
+    return lambda handler: routes.get(path, allow_head=False)(
+        lab_route(handler, streams=streams, sheds=sheds)
+    )
 
 
 def post(path: str) -> Callable[[Handler], Handler]:

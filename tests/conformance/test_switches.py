@@ -22,7 +22,7 @@ import pytest
 from lab import matrix
 from tests.support.addresses import fresh_loopback
 from tests.support.client import LabClient, Raw
-from tests.support.expect import json_body
+from tests.support.expect import assert_problem, json_body
 from tests.support.processes import ProcessError
 from tests.support.servers import Server, ServerConfig
 
@@ -57,6 +57,7 @@ SWITCHES = [
     Switch("LAB_UPSTREAM_CLIENT", "blocking", frozenset({"fastapi", "litestar", "aiohttp"})),
     Switch("LAB_HANDLERS", "sync", frozenset({"fastapi"})),
     Switch("LAB_LIMITER", "off"),
+    Switch("LAB_MAX_INFLIGHT", "1", frozenset({"fastapi", "litestar", "aiohttp"})),
 ]
 
 
@@ -114,6 +115,8 @@ def switch(name: str, value: str) -> Switch:
 # Settings a switch's test needs beside the switch itself.
 EXTRA_ENV: dict[Switch, dict[str, str]] = {
     switch("LAB_LIMITER", "off"): {"LAB_RATE_LIMIT": "2/60s"},  # a limit it would enforce
+    # room for a fan-out held in flight for seconds (the default deadline is 1 s per call)
+    switch("LAB_MAX_INFLIGHT", "1"): {"LAB_UPSTREAM_TIMEOUT_MS": "10000"},
 }
 
 
@@ -410,3 +413,39 @@ def test_limiter_off(switched: Pair, server: Server) -> None:
             resp = c.get("/limited")
             assert resp.status_code == 200 and json_body(resp) == {"status": "ok"}
             assert not [h for h in resp.headers if h.lower().startswith(("ratelimit", "retry"))]
+
+
+# -- LAB_MAX_INFLIGHT --------------------------------------------------------------------------
+
+
+@by_switch(switch("LAB_MAX_INFLIGHT", "1"))
+def test_in_flight_limit_sheds_the_excess(switched: Pair | None) -> None:
+    """SPEC §6: while one request is in flight (a 3 s fan-out) a second is refused at once,
+    with the 503 ``overloaded`` problem and ``Retry-After: 1``, but ``/health`` is answered; the
+    one in flight is answered in full, and then the worker admits again."""
+    if switched is None:
+        return  # Flask: the fixture asserted that the server refused to start
+    url = switched.switched.base_url
+    with ThreadPoolExecutor(1) as pool, LabClient(url) as c, LabClient(url) as other:
+        fan_out = pool.submit(c.get, "/aggregate?n=2&delay_ms=3000")
+        shed = None
+        for _ in range(2000):  # bounded; /json is refused from the fan-out's admission on
+            if fan_out.done():
+                break
+            resp = other.get("/json", allow={503})
+            if resp.status_code == 503:
+                shed = resp
+                break
+        assert shed is not None, "no request was refused while the fan-out was in flight"
+        assert_problem(shed, 503, "overloaded")
+        assert shed.headers["retry-after"] == "1"
+        assert "app;dur=" in shed.headers["server-timing"]  # the lab's middleware saw it
+        health = other.get("/health")
+        assert health.status_code == 200 and json_body(health)["status"] == "ok"
+        refused_again = other.get("/items/1", allow={503})
+        assert not fan_out.done(), "the fan-out ended before the checks ran: nothing shown"
+        assert_problem(refused_again, 503, "overloaded")  # any route, not only /json
+        body = json_body(fan_out.result())
+        assert body["errors"] == [] and len(body["results"]) == 2, body
+    with LabClient(url) as after:
+        assert json_body(after.get("/json")) == {"message": "Hello, World!"}

@@ -15,6 +15,7 @@ from http import HTTPStatus
 from typing import Any
 
 __all__ = [
+    "OTHER_SLUGS",
     "PROBLEM_MEDIA_TYPE",
     "SLUGS",
     "common_violations",
@@ -42,6 +43,8 @@ SLUGS: Mapping[int, str] = {
     503: "backend-unavailable",
     504: "upstream-timeout",
 }
+# Statuses whose problems may carry another slug besides SLUGS' (SPEC §2.1).
+OTHER_SLUGS: Mapping[int, tuple[str, ...]] = {503: ("overloaded",)}
 
 LOC_SOURCES = frozenset({"path", "query", "body"})
 _SERVER_TIMING = re.compile(r"(?:^|,)\s*app\s*;\s*dur=(\d+(?:\.\d*)?|\.\d+)(?:\s*(?:;|,|$))")
@@ -109,9 +112,10 @@ def problem_violations(status: int, headers: Mapping[str, str] | Any, body: byte
             )
     if doc.get("status") != status:
         problems.append(f"SPEC §2.1: problem status {doc.get('status')!r} != HTTP {status}")
-    slug = SLUGS.get(status)
-    if slug and doc.get("type") != f"urn:lab:problem:{slug}":
-        problems.append(f"SPEC §2.1: problem type {doc.get('type')!r} != urn:lab:problem:{slug}")
+    slugs = (SLUGS[status], *OTHER_SLUGS.get(status, ())) if status in SLUGS else ()
+    if slugs and doc.get("type") not in {f"urn:lab:problem:{slug}" for slug in slugs}:
+        want = " or ".join(f"urn:lab:problem:{slug}" for slug in slugs)
+        problems.append(f"SPEC §2.1: problem type {doc.get('type')!r} != {want}")
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
