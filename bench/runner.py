@@ -80,6 +80,7 @@ def scenario_json(cell: Cell) -> dict[str, Any]:
         "ids": list(sc.ids) if sc.ids else None,
         "expect": list(sc.expect),
         "env": sc.env,
+        "overload": sc.overload,
     }
 
 
@@ -358,6 +359,10 @@ class Runner:
                 if probe is not None:
                     during.enter_context(probe)
                 run = self._load(cell, server, m.duration_s, "wrk")
+            if cell.scenario.overload and server.proc is not None:
+                # what the load left in flight is worked off first: a lone request sent into
+                # an overloaded server may rightly be shed, or time out in its queue
+                wait_idle(server.proc.pid)
             after = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
         except load.LoadError as exc:
             died = (
@@ -387,7 +392,9 @@ class Runner:
             "raw": f"raw/{cell.id}.wrk.json",
         }
         checks_json = {"before": before.to_json(), "after": after.to_json()}
-        reasons = stats.cell_failures(load_json, cell.scenario.expect, checks_json)
+        reasons = stats.cell_failures(
+            load_json, cell.scenario.expect, checks_json, overload=cell.scenario.overload
+        )
         server_json = self._server_json(server, group)
         server_json["settle_s"] = round(settle_s, 3)
         if sampler is not None:

@@ -4,7 +4,8 @@ lab grew from, the lab's reading of it, and a verdict computed from the run's nu
 The verdict rule (docs/claims-method.md), for a comparison of ``variant`` over ``over``:
 the measured factor ``f`` is how many times better ``variant`` is on the claim's metric
 (requests/s higher, latency, CPU, memory and bytes lower). The noise is the larger
-requests/s spread of the two rows (max - min over median, from the repeats).
+requests/s spread of the two rows (max - min over median, from the repeats); for a claim on
+good answers per second, the larger spread of that figure.
 
 - ``holds``: ``f`` reaches the claimed factor (or, for a claim of "some improvement", ``f``
   exceeds ``1 + noise``);
@@ -33,6 +34,7 @@ __all__ = ["Verdict", "judge", "markdown"]
 LOWER_IS_BETTER = frozenset({"p50", "p99", "cpu", "rss", "bytes", "probe_p99"})
 UNITS = {
     "rps": ("req/s", 1.0, "{:,.0f}"),
+    "good_rps": ("good answers/s", 1.0, "{:,.0f}"),
     "p50": ("ms p50", 1000.0, "{:,.2f}"),
     "p99": ("ms p99", 1000.0, "{:,.2f}"),
     "cpu": ("CPU ms/1k", 0.001, "{:,.0f}"),
@@ -53,8 +55,10 @@ def _fmt(metric: str, value: float) -> str:
     return f"{fmt.format(value / scale)} {unit}"
 
 
-def _noise(*rows: Row) -> float:
-    return max(float(r["rps"].get("spread") or 0.0) for r in rows)
+def _noise(*rows: Row, metric: str = "rps") -> float:
+    """The larger spread of the rows: of good answers/s for that metric, else of requests/s."""
+    key = "good_rps" if metric == "good_rps" else "rps"
+    return max(float((r.get(key) or {}).get("spread") or 0.0) for r in rows)
 
 
 def _rows(run: Run, claim: dict[str, Any], *names: str) -> list[Row | None]:
@@ -110,7 +114,7 @@ def judge(run: Run, claim: dict[str, Any]) -> Verdict:
         label = "holds" if saving >= target else "holds partly" if saving > 0 else "does not hold"
         return Verdict(label, f"{shown}: {saving:.0%} saved (claim: {target:.0%})")
     factor = b / a if metric in LOWER_IS_BETTER else a / b
-    noise = _noise(row, over)
+    noise = _noise(row, over, metric=metric)
     claimed = claim.get("claimed")
     if factor <= 1 + noise:
         label = "does not hold"

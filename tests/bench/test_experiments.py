@@ -90,6 +90,17 @@ def test_revalidate_needs_one_fixed_path() -> None:
     assert wrk_env(sc, Path("/tmp/x.json"), seed=1)["LAB_WRK_REVALIDATE"] == "1"
 
 
+def test_an_overload_scenario_says_what_is_good() -> None:
+    sc = scenario("aggregate-overload")
+    assert sc.overload and sc.experiment_only and set(sc.expect) == {200, 503, 504}
+    assert sc.load.body_contains == '"errors":[]' and sc.concurrency == (256,)
+    assert not any(s.overload for s in scenarios() if not s.experiment_only)
+    from lab.scenarios import _scenario
+
+    with pytest.raises(ValueError, match="overload needs load.body_contains"):
+        _scenario("x", {"path": "/json", "overload": True})
+
+
 # -- verdicts and pages from a synthetic run ------------------------------------------------
 
 
@@ -203,6 +214,35 @@ def test_pages_get_their_block_from_the_run(tmp_path: Path) -> None:
     experiments.update_pages(run, docs, link_base="../../results/synthetic")
     assert page.read_text() == text
     assert json.dumps(experiment("http-cache").baseline) == '"off"'
+
+
+def test_an_overload_experiment_is_read_by_good_answers(tmp_path: Path) -> None:
+    """A variant that sheds answers more requests/s but fewer of them good would look better
+    on requests/s; the page shows good/s first and the claim is judged on it, with the noise
+    of good/s."""
+    off = _row("admission", "off", "aggregate-overload", 400.0, spread=0.03)
+    off["good_rps"] = {"median": 200.0, "min": 190.0, "max": 210.0, "spread": 0.1}
+    off["statuses"] = {"200": 600, "504": 400}
+    shed = _row("admission", "max-64", "aggregate-overload", 3000.0, spread=0.03)
+    shed["good_rps"] = {"median": 230.0, "min": 200.0, "max": 260.0, "spread": 0.26}
+    shed["statuses"] = {"200": 80, "503": 920}
+    run = _run(tmp_path, [off, shed])
+    text = experiments.markdown(run, experiment("admission"))
+    assert "| good/s | spread | good x off | req/s |" in text
+    assert "| max-64 | aggregate-overload | 64 | 230 | 26% | 1.15x | 3,000 |" in text
+    assert "200 8%, 503 92%" in text
+    claim = {
+        "experiment": "admission",
+        "scenario": "aggregate-overload",
+        "variant": "max-64",
+        "over": "off",
+        "metric": "good_rps",
+    }
+    verdict = claims.judge(run, claim)
+    # x1.15 on good answers is inside their 26% spread, whatever requests/s says
+    assert verdict.label == "does not hold", verdict
+    assert "230 good answers/s vs off 200 good answers/s" in verdict.measured
+    assert "noise ±26%" in verdict.measured
 
 
 def test_claims_cite_declared_experiments_only() -> None:

@@ -283,3 +283,40 @@ def test_cells_written_before_the_kernels_share_have_none() -> None:
     [row] = stats.summarise(cells, noisy_threshold=0.10, planned_repeats=3)
     assert row["cpu_system_share"] is None
     assert row["voluntary_switches_per_req"] is None
+
+
+def test_an_overload_scenario_counts_misses_instead_of_failing() -> None:
+    """503s and 504s allowed by ``expect`` and responses that missed the Lua check are an
+    overload scenario's answers; a status outside ``expect`` still fails it."""
+    shed = {**GOOD_LOAD, "statuses": {"200": 60, "503": 30, "504": 10}, "mismatches": 45}
+    assert stats.cell_failures(shed, [200, 503, 504], OK_CHECKS, overload=True) == []
+    assert "45 response(s) failed the in-load check" in stats.cell_failures(
+        shed, [200, 503, 504], OK_CHECKS
+    )
+    broken = {**shed, "statuses": {"200": 60, "500": 40}}
+    assert stats.cell_failures(broken, [200, 503, 504], OK_CHECKS, overload=True) == [
+        "40 response(s) with unexpected status 500"
+    ]
+
+
+def test_good_rps_leaves_out_the_misses() -> None:
+    assert stats.good_rps({"rps": 400.0, "responses": 1000, "mismatches": 250}) == 300.0
+    assert stats.good_rps({"rps": 400.0, "responses": 1000, "mismatches": 0}) == 400.0
+    assert stats.good_rps({"rps": 400.0, "responses": 0, "mismatches": 0}) is None
+    hookless = {"rps": 400.0, "responses": 10, "mismatches": 0, "response_hook": False}
+    assert stats.good_rps(hookless) is None
+
+
+def test_good_rps_is_an_overload_rows_figure_only() -> None:
+    cells = []
+    for repeat, (rps, missed) in enumerate([(500.0, 100), (600.0, 300), (550.0, 110)], start=1):
+        cell = _cell("p", rps, repeat=repeat, scenario="agg")
+        cell["scenario"]["overload"] = True
+        cell["load"].update(responses=1000, mismatches=missed)
+        cells.append(cell)
+    [row] = stats.summarise(cells, noisy_threshold=0.1)
+    good = row["good_rps"]
+    assert (good["median"], good["min"], good["max"]) == (450.0, 420.0, 489.5)
+    assert good["spread"] == pytest.approx((489.5 - 420.0) / 450.0)
+    plain = [_cell("p", 500.0, repeat=r) for r in (1, 2)]
+    assert stats.summarise(plain, noisy_threshold=0.1)[0]["good_rps"] is None
