@@ -97,7 +97,7 @@ def test_an_overload_scenario_says_what_is_good() -> None:
     assert not any(s.overload for s in scenarios() if not s.experiment_only)
     from lab.scenarios import _scenario
 
-    with pytest.raises(ValueError, match="overload needs load.body_contains"):
+    with pytest.raises(ValueError, match=r"overload needs load\.body_contains"):
         _scenario("x", {"path": "/json", "overload": True})
 
 
