@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -51,22 +51,27 @@ STARTED = web.RequestKey("started", float)
 # -- Rendering ----------------------------------------------------------------------------
 
 
-def render(reply: Reply) -> web.Response:
-    # Content-Type as a header: aiohttp's ``content_type=`` argument refuses a charset in it.
-    # One plain dict: ``web.Response`` copies whatever it is given into its own CIMultiDict.
-    # Names are aiohttp's ``hdrs`` constants (``istr``), which a CIMultiDict stores as they are;
-    # a plain ``str`` is case-folded on every insert and lookup (~2k instructions on /json).
-    headers = {**reply.headers, hdrs.CONTENT_TYPE: reply.media_type} if reply.headers else None
-    return web.Response(
-        body=reply.body,
-        status=reply.status,
-        headers=headers or {hdrs.CONTENT_TYPE: reply.media_type},
-    )
+def render(request: web.Request, reply: Reply, started: float, settings: Settings) -> web.Response:
+    """A ``Reply`` as aiohttp's ``Response``, with the lab's rules for a whole body applied on
+    the way: ``Vary`` and compression (SPEC §2.3), then ``Server-Timing`` (§2.2).
+
+    The head is built once, as one plain dict that ``web.Response`` copies into its own
+    ``CIMultiDict``: every rule here is decided from the ``Reply``, so nothing reads the
+    response back. Names are aiohttp's ``hdrs`` constants (``istr``, equal to the spelling
+    ``common`` uses); a ``CIMultiDict`` case-folds a plain ``str`` name on every insert.
+    Content-Type as a header: ``content_type=`` refuses a charset in it."""
+    headers = {hdrs.CONTENT_TYPE: reply.media_type, **reply.headers}
+    body = reply.body
+    coding = choose_coding(request, settings, headers, reply.status, len(body))
+    if coding:
+        body = compression.compress_body(coding, body, settings)
+    if settings.timing:
+        headers[hdrs.SERVER_TIMING] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+    return web.Response(body=body, status=reply.status, headers=headers)
 
 
-def problem_response(problem: Problem) -> web.Response:
-    headers = {**problem.headers, hdrs.CONTENT_TYPE: PROBLEM_MEDIA_TYPE}
-    return web.Response(body=problem.body(), status=problem.status, headers=headers)
+def problem_reply(problem: Problem) -> Reply:
+    return Reply(problem.body(), PROBLEM_MEDIA_TYPE, problem.status, problem.headers)
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -80,7 +85,7 @@ async def read_body(request: web.Request) -> bytes:
 def choose_coding(
     request: web.Request,
     settings: Settings,
-    headers: CIMultiDict[str],
+    headers: MutableMapping[str, str],
     status: int,
     length: int | None,
 ) -> str | None:
@@ -177,25 +182,35 @@ def run_in_background(app: web.Application, coro: Coroutine[Any, Any, None]) -> 
 # -- The lab's rules, around every route ----------------------------------------------------
 
 
-def lab_route(handler: Handler, *, streams: bool = False, sheds: bool = True) -> Handler:
-    """Every error becomes a problem; whole bodies are compressed and timed here. A stream
-    sends its head from inside the handler, so :func:`stream` compresses and times itself.
+# What a route's handler returns: the domain's ``Reply``, which :func:`lab_route` renders, or
+# a stream whose head :func:`stream` has already sent.
+Answer = Reply | web.StreamResponse
+RouteHandler = Callable[[web.Request], Awaitable[Answer]]
+
+
+def lab_route(handler: RouteHandler, *, streams: bool = False, sheds: bool = True) -> Handler:
+    """Every error becomes a problem; a whole body is rendered, compressed and timed here
+    (:func:`render`). A stream sends its head from inside the handler, so :func:`stream`
+    compresses and times itself.
 
     A decorator each route is registered with, not an ``@web.middleware``: an app with any
     middleware runs two more coroutine layers on every request (the middleware, then aiohttp's
     own ``_fix_request_current_app``), measured at about a tenth of aiohttp's cost on
     ``/json`` (docs/performance.md). The router's 404 and 405 never reach a route's handler,
-    so :func:`answer_unrouted` gives each its own route.
+    so :func:`answer_unrouted` gives each its own route. Handlers return the domain's
+    ``Reply`` rather than a ``web.Response``: the head is then built once, with every rule in
+    it, instead of built by the handler and rewritten here.
 
-    Two costs kept off every request, each measured with ``lab instructions`` on ``/json``:
-    only a route that ``streams`` records its start in the request (the first ``request[key]``
-    builds the request's state dict, about 3k instructions), and the settings are the
-    process's cached ones, the object ``app[SETTINGS]`` holds (``request.app`` walks two
-    properties, about 1k).
+    Costs kept off every request, each measured with ``lab instructions`` on ``/json``: only a
+    route that ``streams`` records its start in the request (the first ``request[key]`` builds
+    the request's state dict, about 3k instructions), and the settings are the process's
+    cached ones, the object ``app[SETTINGS]`` holds (``request.app`` walks two properties,
+    about 1k).
 
     With ``LAB_MAX_INFLIGHT`` set (SPEC §6), a route that ``sheds`` counts against the worker's
     in-flight gate, and past it answers the 503 ``overloaded`` problem without running."""
-    gate = worker_gate(get_settings()) if sheds else None
+    settings = get_settings()
+    gate = worker_gate(settings) if sheds else None
 
     @functools.wraps(handler)
     async def route(request: web.Request) -> web.StreamResponse:
@@ -203,30 +218,25 @@ def lab_route(handler: Handler, *, streams: bool = False, sheds: bool = True) ->
         if streams:
             request[STARTED] = started
         if gate is not None and not gate.admit():
-            response: web.StreamResponse = problem_response(overloaded(gate.limit))
+            answer: Answer = problem_reply(overloaded(gate.limit))
         else:
             try:
-                response = await handler(request)
+                answer = await handler(request)
             except Problem as problem:
-                response = problem_response(problem)
+                answer = problem_reply(problem)
             except web.HTTPException as exc:  # raised by aiohttp itself: the body limit
-                response = problem_response(http_problem(exc))
+                answer = problem_reply(http_problem(exc))
             except Exception:
                 log.exception("unhandled error in %s %s", request.method, request.path)
-                response = problem_response(internal())
+                answer = problem_reply(internal())
             finally:
                 if gate is not None:  # a whole body is written after this; a stream was
                     gate.release()
-        settings = get_settings()
-        if not response.prepared:  # a stream's head, timing included, is out already
-            headers = response.headers
-            if isinstance(response, web.Response) and isinstance(body := response.body, bytes):
-                coding = choose_coding(request, settings, headers, response.status, len(body))
-                if coding:
-                    response.body = compression.compress_body(coding, body, settings)
-            if settings.timing:
-                dur = (time.perf_counter() - started) * 1000
-                headers[hdrs.SERVER_TIMING] = f"app;dur={dur:.3f}"
+        response: web.StreamResponse
+        if isinstance(answer, Reply):
+            response = render(request, answer, started, settings)
+        else:  # a stream, whose head (timing included) is out already
+            response = answer
         if settings.access_log:  # LAB_ACCESS_LOG=on (SPEC §6); a whole body is written after this
             duration_ms = (time.perf_counter() - started) * 1000
             log_access(request.method, request.path, response.status, duration_ms)
@@ -247,11 +257,11 @@ def answer_unrouted(router: web.UrlDispatcher) -> None:
     router.add_route("*", "/{path:.*}", lab_route(unknown_path))
 
 
-async def refuse_method(allowed: list[str], request: web.Request) -> web.StreamResponse:
+async def refuse_method(allowed: list[str], request: web.Request) -> Answer:
     raise method_not_allowed(allowed)
 
 
-async def unknown_path(request: web.Request) -> web.StreamResponse:
+async def unknown_path(request: web.Request) -> Answer:
     raise not_found()
 
 
@@ -277,108 +287,108 @@ routes = web.RouteTableDef()
 # Every route is registered through lab_route (errors, compression, timing).
 
 
-def get(path: str, *, streams: bool = False) -> Callable[[Handler], Handler]:
+def get(path: str, *, streams: bool = False) -> Callable[[RouteHandler], Handler]:
     sheds = path not in EXEMPT_PATHS  # LAB_MAX_INFLIGHT never sheds a health check
     return lambda handler: routes.get(path, allow_head=False)(
         lab_route(handler, streams=streams, sheds=sheds)
     )
 
 
-def post(path: str) -> Callable[[Handler], Handler]:
+def post(path: str) -> Callable[[RouteHandler], Handler]:
     return lambda handler: routes.post(path)(lab_route(handler))
 
 
 @get("/plaintext")
-async def plaintext(request: web.Request) -> web.StreamResponse:
-    return web.Response(text="Hello, World!")
+async def plaintext(request: web.Request) -> Answer:
+    return Reply(b"Hello, World!", "text/plain; charset=utf-8")
 
 
 @get("/json")
-async def json(request: web.Request) -> web.StreamResponse:
-    return render(replies.hello_json())
+async def json(request: web.Request) -> Answer:
+    return replies.hello_json()
 
 
 @get("/db")
-async def db(request: web.Request) -> web.StreamResponse:
-    return render(await service.db(request.app[RESOURCES]))
+async def db(request: web.Request) -> Answer:
+    return await service.db(request.app[RESOURCES])
 
 
 @get("/queries")
-async def queries(request: web.Request) -> web.StreamResponse:
+async def queries(request: web.Request) -> Answer:
     count = techempower.queries_param(request.query.get("queries"))
-    return render(await service.queries(request.app[RESOURCES], count))
+    return await service.queries(request.app[RESOURCES], count)
 
 
 @get("/updates")
-async def updates(request: web.Request) -> web.StreamResponse:
+async def updates(request: web.Request) -> Answer:
     count = techempower.queries_param(request.query.get("queries"))
-    return render(await service.updates(request.app[RESOURCES], count))
+    return await service.updates(request.app[RESOURCES], count)
 
 
 @get("/fortunes")
-async def fortunes(request: web.Request) -> web.StreamResponse:
-    return render(await service.fortunes(request.app[RESOURCES]))
+async def fortunes(request: web.Request) -> Answer:
+    return await service.fortunes(request.app[RESOURCES])
 
 
 # Before /items/{id}: aiohttp tries resources in the order they were added.
 @get("/items/batch")
-async def batch(request: web.Request) -> web.StreamResponse:
+async def batch(request: web.Request) -> Answer:
     ids = parse_ids(request.query.get("ids"))
-    return render(await service.batch_items(request.app[RESOURCES], ids))
+    return await service.batch_items(request.app[RESOURCES], ids)
 
 
 @get("/items/{id}")
-async def get_item(request: web.Request) -> web.StreamResponse:
+async def get_item(request: web.Request) -> Answer:
     item_id = path_id(request.match_info["id"])
-    return render(await service.get_item(request.app[RESOURCES], item_id))
+    return await service.get_item(request.app[RESOURCES], item_id)
 
 
 @get("/items")
-async def list_items(request: web.Request) -> web.StreamResponse:
+async def list_items(request: web.Request) -> Answer:
     q = request.query
     limit = int_param(q, "limit", lo=1, hi=items.PAGE_LIMIT_MAX, default=items.PAGE_LIMIT_DEFAULT)
     after = int_param(q, "after", lo=0, hi=items.INT32_MAX, default=0)
     category = optional_category(q)
-    return render(await service.list_items(request.app[RESOURCES], limit, after, category))
+    return await service.list_items(request.app[RESOURCES], limit, after, category)
 
 
 @post("/items")
-async def create_item(request: web.Request) -> web.StreamResponse:
+async def create_item(request: web.Request) -> Answer:
     # 405 was the router's; read_body is 413; decode_body does 415 → 400 → 422.
     body = await read_body(request)
     item = decode_body(body, request.headers.get(hdrs.CONTENT_TYPE), items.ItemIn)
-    return render(await service.create_item(request.app[RESOURCES], item))
+    return await service.create_item(request.app[RESOURCES], item)
 
 
 @get("/cached/items/{id}")
-async def cached_item(request: web.Request) -> web.StreamResponse:
+async def cached_item(request: web.Request) -> Answer:
     item_id = path_id(request.match_info["id"])
     if_none_match = request.headers.get("If-None-Match")
-    return render(await service.cached_item(request.app[RESOURCES], item_id, if_none_match))
+    return await service.cached_item(request.app[RESOURCES], item_id, if_none_match)
 
 
 @get("/limited")
-async def limited(request: web.Request) -> web.StreamResponse:
+async def limited(request: web.Request) -> Answer:
     res = request.app[RESOURCES]
     client = ratelimit.client_key(
         request.remote, request.headers.get("X-Forwarded-For"), res.settings.trusted_proxies
     )
-    return render(await service.limited(res, client))
+    return await service.limited(res, client)
 
 
 @get("/stream/items", streams=True)
-async def stream_items(request: web.Request) -> web.StreamResponse:
+async def stream_items(request: web.Request) -> Answer:
     count = int_param(
         request.query, "count", lo=1, hi=items.STREAM_COUNT_MAX, default=items.STREAM_COUNT_DEFAULT
     )
     reply = await service.stream_items(request.app[RESOURCES], count, request.headers.get("Accept"))
     if isinstance(reply, Reply):  # LAB_STREAMING=off: one whole body (SPEC §6)
-        return render(reply)
+        return reply
     return await stream(request, reply)
 
 
 @get("/stream/events", streams=True)
-async def stream_events(request: web.Request) -> web.StreamResponse:
+async def stream_events(request: web.Request) -> Answer:
     q = request.query
     count = int_param(
         q, "count", lo=1, hi=items.EVENTS_COUNT_MAX, default=items.EVENTS_COUNT_DEFAULT
@@ -390,50 +400,50 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 
 @get("/report")
-async def report(request: web.Request) -> web.StreamResponse:
+async def report(request: web.Request) -> Answer:
     rows = int_param(
         request.query, "rows", lo=1, hi=items.REPORT_ROWS_MAX, default=items.REPORT_ROWS_DEFAULT
     )
-    return render(await service.report(request.app[RESOURCES], rows))
+    return await service.report(request.app[RESOURCES], rows)
 
 
 @get("/products")
-async def products(request: web.Request) -> web.StreamResponse:
-    return render(await service.products(request.app[RESOURCES], request.headers.get("Accept")))
+async def products(request: web.Request) -> Answer:
+    return await service.products(request.app[RESOURCES], request.headers.get("Accept"))
 
 
 @get("/aggregate")
-async def aggregate(request: web.Request) -> web.StreamResponse:
+async def aggregate(request: web.Request) -> Answer:
     q = request.query
     n = int_param(q, "n", lo=1, hi=items.FANOUT_MAX, default=items.FANOUT_DEFAULT)
     delay_ms = int_param(q, "delay_ms", lo=0, hi=items.DELAY_MAX, default=items.DELAY_DEFAULT)
-    return render(await service.aggregate(request.app[RESOURCES], n, delay_ms))
+    return await service.aggregate(request.app[RESOURCES], n, delay_ms)
 
 
 @get("/cpu")
-async def cpu(request: web.Request) -> web.StreamResponse:
+async def cpu(request: web.Request) -> Answer:
     n = int_param(request.query, "n", lo=1, hi=items.CPU_MAX, default=items.CPU_DEFAULT)
-    return render(await service.cpu(request.app[RESOURCES], n))
+    return await service.cpu(request.app[RESOURCES], n)
 
 
 @post("/tasks")
-async def create_task(request: web.Request) -> web.StreamResponse:
+async def create_task(request: web.Request) -> Answer:
     body = await read_body(request)
     spec = decode_body(body, request.headers.get(hdrs.CONTENT_TYPE), items.TaskIn, optional=True)
     res = request.app[RESOURCES]
     reply, task_id = await service.create_task(res, spec)
     run_in_background(request.app, service.run_task(res, task_id, spec))
-    return render(reply)
+    return reply
 
 
 @get("/tasks/{task_id}")
-async def get_task(request: web.Request) -> web.StreamResponse:
-    return render(await service.get_task(request.app[RESOURCES], request.match_info["task_id"]))
+async def get_task(request: web.Request) -> Answer:
+    return await service.get_task(request.app[RESOURCES], request.match_info["task_id"])
 
 
 @get("/health")
-async def health(request: web.Request) -> web.StreamResponse:
-    return render(await service.health(request.app[RESOURCES]))
+async def health(request: web.Request) -> Answer:
+    return await service.health(request.app[RESOURCES])
 
 
 # -- The application ----------------------------------------------------------------------------
