@@ -29,6 +29,7 @@ from .accesslog import log_access
 from .admission import EXEMPT_PATHS, InFlight, worker_gate
 from .problems import MAX_BODY_BYTES, Problem, not_found, overloaded, payload_too_large
 from .settings import Settings
+from .timing import server_timing_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -164,9 +165,7 @@ def _head_rules(start: Message, started: float | None) -> Message:
         elif key == b"vary":
             vary = value
     if started is not None:
-        headers.append(
-            (b"server-timing", b"app;dur=%.3f" % ((time.perf_counter() - started) * 1000))
-        )
+        headers.append((b"server-timing", server_timing_bytes(started)))
     if _compressible(media_type):
         if vary is None:
             headers.append((b"vary", b"Accept-Encoding"))

@@ -23,6 +23,7 @@ from . import compression, negotiation
 from .accesslog import log_access
 from .asgi import _limited_receive, admitted
 from .settings import Settings
+from .timing import server_timing
 
 __all__ = ["BaseHTTPLabMiddleware"]
 
@@ -42,7 +43,7 @@ class BaseHTTPLabMiddleware(BaseHTTPMiddleware):
         response = await call_next(request)
         headers = response.headers
         if self.settings.timing:
-            headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+            headers["server-timing"] = server_timing(started)
         response = await self._compress(request, response)
         if self.settings.access_log:
             response = _logged(request, response, started)

@@ -28,6 +28,7 @@ from . import compression, negotiation
 from .accesslog import log_access
 from .problems import MAX_BODY_BYTES, payload_too_large
 from .settings import Settings, SettingsError
+from .timing import server_timing
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -95,8 +96,7 @@ class _Response:
         if exc_info is not None and exc_info[1] is not None and self.sent:
             raise exc_info[1].with_traceback(exc_info[2])  # too late to change the head
         if self.mw.settings.timing:
-            dur = (time.perf_counter() - self.started) * 1000
-            headers = [*headers, ("Server-Timing", f"app;dur={dur:.3f}")]
+            headers = [*headers, ("Server-Timing", server_timing(self.started))]
         self.status, self.headers = status, headers
         return self.written.append
 

@@ -38,6 +38,7 @@ from common.problems import (
 )
 from common.reply import Reply, StreamReply
 from common.settings import Settings, check_framework, get_settings
+from common.timing import server_timing
 from common.validation import decode_body, int_param, optional_category, parse_ids, path_id
 
 log = logging.getLogger("lab")
@@ -66,7 +67,7 @@ def render(request: web.Request, reply: Reply, started: float, settings: Setting
     if coding:
         body = compression.compress_body(coding, body, settings)
     if settings.timing:
-        headers[hdrs.SERVER_TIMING] = f"app;dur={(time.perf_counter() - started) * 1000:.3f}"
+        headers[hdrs.SERVER_TIMING] = server_timing(started)
     return web.Response(body=body, status=reply.status, headers=headers)
 
 
@@ -275,8 +276,7 @@ def set_server_timing(request: web.Request, response: web.StreamResponse) -> Non
     """SPEC §2.2's span for a stream, from :func:`lab_route`'s entry to just before its head."""
     started = request.get(STARTED)
     if started is not None and request.app[SETTINGS].timing:
-        dur = (time.perf_counter() - started) * 1000
-        response.headers[hdrs.SERVER_TIMING] = f"app;dur={dur:.3f}"
+        response.headers[hdrs.SERVER_TIMING] = server_timing(started)
 
 
 # -- Routes ---------------------------------------------------------------------------------
