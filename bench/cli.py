@@ -22,9 +22,9 @@ from typing import Any
 from lab import matrix
 from lab.scenarios import Scenario, scenarios
 
-from . import load, manifest, preflight, report
+from . import idle, load, manifest, preflight, report
 from .method import Method, method_for
-from .plan import build_plan, scenarios_for
+from .plan import Group, build_plan, scenarios_for
 from .results import RunDir, stamp, stored_method, write_json
 from .runner import Runner, write_summary
 from .targets import Target, experiment_targets, select_targets
@@ -104,7 +104,8 @@ def choose_scenarios(names: list[str], *, quick: bool) -> list[Scenario]:
         )
     if names:
         return [s for s in scenarios() if s.id in names]
-    return [s for s in scenarios() if not s.experiment_only and (s.quick or not quick)]
+    named_only = (s for s in scenarios() if not (s.experiment_only or s.floor_only))
+    return [s for s in named_only if s.quick or not quick]
 
 
 def choose_targets(args: argparse.Namespace) -> list[Target]:
@@ -142,6 +143,7 @@ def bench(args: argparse.Namespace) -> int:
         workers=_opt(args, "workers"),
         pin=not _opt(args, "no_pin", False),
         instances=_opt(args, "instances"),
+        awake=not _opt(args, "allow_idle", False),
     )
     if (
         method.duration_s < 1
@@ -198,6 +200,23 @@ def bench(args: argparse.Namespace) -> int:
         urls = preflight.resolve_services()
         preflight.check_seeded(urls.database_url)
 
+    with idle.held_awake(method.awake_cpus) as awake:
+        return _measure(args, method, argv, targets, groups, wrk, urls, awake)
+
+
+def _measure(
+    args: argparse.Namespace,
+    method: Method,
+    argv: list[str],
+    targets: list[Target],
+    groups: list[Group],
+    wrk: str,
+    urls: preflight.ServiceUrls | None,
+    awake: dict[str, Any],
+) -> int:
+    """Create or resume the run, measure every cell of ``groups``, summarise and report;
+    ``awake`` is what :func:`bench.idle.held_awake` did, recorded with the session."""
+    cells = sum(len(g.cells) for g in groups)
     run = RunDir(Path(args.out) if args.out else default_run_dir(method))
     selection = {
         "targets": [t.id for t in targets],
@@ -206,7 +225,7 @@ def bench(args: argparse.Namespace) -> int:
         "server_starts": len(groups),
     }
     if run.exists():
-        session = _resume_manifest(run, method, argv, selection, urls)
+        session = _resume_manifest(run, method, argv, selection, urls, awake)
     else:
         session = 0
         run.create()
@@ -236,6 +255,7 @@ def bench(args: argparse.Namespace) -> int:
                 urls.database_url if urls else None, urls.redis_url if urls else None
             ),
             selection=selection,
+            idle=awake,
         )
         write_json(run.manifest, stamp("manifest", data))
     run.create()
@@ -297,6 +317,7 @@ def _resume_manifest(
     argv: list[str],
     selection: dict[str, Any],
     urls: preflight.ServiceUrls | None,
+    awake: dict[str, Any],
 ) -> int:
     """Check that a resumed run measures as before, record this session, return its index.
 
@@ -321,7 +342,7 @@ def _resume_manifest(
     sessions = data.setdefault("sessions", [])
     sessions.append(
         {
-            **manifest.session(argv),
+            **manifest.session(argv, idle=awake),
             **manifest.where(urls.database_url if urls else None, urls.redis_url if urls else None),
             "packages_changed": manifest.changed(data.get("packages") or {}, manifest.packages()),
             "method": method.to_json(),

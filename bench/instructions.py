@@ -376,7 +376,10 @@ def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = mea
     env, out, header = run.env, run.out, run.header
     results: list[Result] = []
     for target in targets:
-        served = target.floor.scenarios if target.floor is not None else names
+        if target.floor is not None:
+            served: Sequence[str] = target.floor.scenarios
+        else:  # a pair serves the contract, not the floors' control
+            served = [n for n in names if not scenario(n).floor_only]
         for name in (n for n in names if n in served):
             result = measure_fn(target, name, env=env, out=out, requests=args.requests)
             results.append(result)

@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+import timeit
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -322,7 +323,24 @@ def standalone(kind: str, out: str | None, method: dict[str, Any]) -> Standalone
     return Standalone(env, folder, header)
 
 
-def session(argv: list[str]) -> dict[str, Any]:
+def app_work_cost(repeats: int = 5, calls: int = 2_000) -> dict[str, Any]:
+    """What the floors' control work (``impls.floors.app_work``, served as ``/json-work``)
+    costs in a warm loop in this process, on the harness's core: the reference the servers'
+    charge for it is read against (docs/performance.md)."""
+    from impls.floors import WORK_LOOPS, app_work
+
+    best = min(
+        timeit.repeat(app_work, number=calls, repeat=repeats)  # the minimum: least disturbed
+    )
+    return {
+        "loops": WORK_LOOPS,
+        "us": round(best / calls * 1e6, 3),
+        "how": f"best of {repeats} x {calls:,} calls in the harness's process",
+    }
+
+
+def session(argv: list[str], idle: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One session of a run; ``idle``: whether its CPUs were held awake (bench/idle.py)."""
     return {
         "started_at": now_iso(),
         "command": argv,
@@ -330,6 +348,7 @@ def session(argv: list[str]) -> dict[str, Any]:
         "git": git_info(),
         "pid": os.getpid(),
         "env": recorded_env(),
+        **({"idle": idle} if idle is not None else {}),
     }
 
 
@@ -342,6 +361,7 @@ def collect(
     wrk: dict[str, Any],
     services: dict[str, Any],
     selection: dict[str, Any],
+    idle: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -357,5 +377,7 @@ def collect(
         "method": method,
         "selection": selection,
         "env": recorded_env(),
-        "sessions": [session(argv)],
+        "idle": idle,
+        "controls": {"app_work": app_work_cost()},
+        "sessions": [session(argv, idle)],
     }

@@ -37,6 +37,8 @@ class Method:
     client_cpus: tuple[int, ...]
     floor_scenarios: tuple[str, ...]
     instances: int = 0  # > 0: each target as N instances behind nginx (lab/scaleout.py)
+    # CPUs held out of deep idle for the run (bench/idle.py): False in runs before 2026-12-06
+    awake_cpus: bool = False
     order: str = PLAN_ORDER  # not a choice: what the plan did; see manifest.plan_order
 
     def to_json(self) -> dict[str, Any]:
@@ -60,6 +62,7 @@ class Method:
                 "server_cpus",
                 "client_cpus",
                 "instances",
+                "awake_cpus",
             )
         }
 
@@ -75,9 +78,12 @@ def method_for(
     workers: int | None = None,
     pin: bool = True,
     instances: int | None = None,
+    awake: bool = True,
 ) -> Method:
     """The declared method for the mode, with the given overrides. Pinning is on only when
-    asked for and the machine has the declared CPUs."""
+    asked for and the machine has the declared CPUs; the CPUs are held awake when
+    ``[bench] awake_cpus`` says so and ``awake`` does not refuse it (whether the machine let
+    the harness is the run's record, not the method's)."""
     bench = matrix_table("bench")
     mode_name = "experiments" if experiments else "quick" if quick else "full"
     mode = bench[mode_name]
@@ -100,6 +106,7 @@ def method_for(
         floor_scenarios=tuple(
             mode.get("floor_scenarios", bench.get("floor_scenarios", ("json", "plaintext")))
         ),
+        awake_cpus=awake and bool(bench.get("awake_cpus", False)),
     )
     overrides: dict[str, Any] = {}
     if duration_s is not None:

@@ -7,7 +7,9 @@ goals (``/json`` keeps at least 0.90 of the hello world, ``/db`` at least 0.80 o
 hello world's ``/db``); then, with ``--memory``, the streaming-memory table of ``lab
 memory``, with ``--instructions`` the instruction counts of ``lab instructions``, and with
 ``--between OTHER_RUN`` the ``x fw`` ratios of RUN and each other run side by side (how far
-a ratio moves from one run to the next, which no single run's spread shows).
+a ratio moves from one run to the next, which no single run's spread shows), and for RUN and
+each ``--control`` run that measured ``json-work``, what each server charged the floors for
+a fixed amount of the app's own work (:func:`work_control`).
 RUN_DIR is a ``lab bench`` run (its ``summary.json``); the ratios are the ones
 ``bench.stats`` computed there, over the median of the run's repeats at one concurrency.
 With ``--update docs/performance.md`` the output replaces the page's generated block instead
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +32,7 @@ from .method import PLAN_ORDER
 from .reporting import per_round, rounds_text
 from .results import wall_span
 
-__all__ = ["BEGIN", "END", "GOALS", "between_runs", "floor_tables", "main"]
+__all__ = ["BEGIN", "END", "GOALS", "between_runs", "floor_tables", "main", "work_control"]
 
 BEGIN, END = "<!-- perfdoc:begin -->", "<!-- perfdoc:end -->"
 
@@ -115,6 +118,89 @@ def floor_tables(run_dir: Path, concurrency: int = 64) -> str:
     return "\n".join(out)
 
 
+def _per_request_us(rps: float | None) -> float | None:
+    return None if not rps else 1e6 / rps
+
+
+def work_control(run_dir: Path, concurrency: int = 64) -> str | None:
+    """The control: every floor's ``/json`` and ``/json-work`` (the same response after
+    ``impls.floors.app_work``), as time per request and server CPU per request, and what the
+    work cost on top, read against its cost in a warm loop (the manifest's
+    ``controls.app_work``). None when the run measured no ``json-work``."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    level = [
+        r
+        for r in summary["rows"]
+        if r["concurrency"] == concurrency and r["role"] == "floor" and r["outcome"] == "ok"
+    ]
+    by_key = {(str(r["target"]), str(r["scenario"])): r for r in level}
+    targets = sorted(
+        {t for t, sc in by_key if sc == "json-work" and (t, "json") in by_key},
+        key=lambda t: (t.rpartition("-")[2], t),  # by server, then floor
+    )
+    if not targets:
+        return None
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    work = (manifest.get("controls") or {}).get("app_work") or {}
+    loop_us = work.get("us")
+    pinning = manifest.get("pinning") or {}
+    where = (
+        f"the server on CPU {pinning.get('server_cpus')}, wrk on {pinning.get('client_cpus')}"
+        if pinning.get("enabled")
+        else "nothing pinned"
+    ) + (", CPUs held awake" if _held_awake(manifest) else ", idle CPUs left to halt")
+    out = [
+        f"Run `{summary['run_id']}`, {concurrency} connections, {where}; medians over its "
+        f"repeats. `/json-work` is `/json` after {work.get('loops', '?')} turns of a "
+        "pure-Python loop (`impls.floors.app_work`), "
+        + (f"{loop_us:.2f} µs in a warm loop in the harness's process" if loop_us else "")
+        + ". `µs/req`: one second over the requests/s (one server core, saturated); `extra`: "
+        "what the work added to it, with the same difference taken round by round (median, "
+        "smallest-largest); `CPU extra`: the same from the server's CPU time per request; "
+        "`x loop`: `CPU extra` over the warm loop's cost, what the server charges per µs "
+        "of the app's own Python.",
+        "",
+        "| floor | /json µs/req | /json-work µs/req | extra µs | extra by round | CPU extra µs "
+        "| x loop |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for target in targets:
+        plain, worked = by_key[(target, "json")], by_key[(target, "json-work")]
+        base = _per_request_us((plain.get("rps") or {}).get("median"))
+        slow = _per_request_us((worked.get("rps") or {}).get("median"))
+        extra = None if base is None or slow is None else slow - base
+        rounds_plain = (plain.get("rps") or {}).get("by_round") or {}
+        rounds_work = (worked.get("rps") or {}).get("by_round") or {}
+        by_round = sorted(
+            1e6 / rounds_work[k] - 1e6 / rounds_plain[k]
+            for k in rounds_work
+            if rounds_plain.get(k) and rounds_work[k]
+        )
+        by_round_text = (
+            f"{statistics.median(by_round):.1f} ({by_round[0]:.1f}-{by_round[-1]:.1f})"
+            if len(by_round) > 1
+            else "-"
+        )
+        cpu_plain, cpu_work = plain.get("cpu_s_per_1k"), worked.get("cpu_s_per_1k")
+        cpu_extra = None if not cpu_plain or not cpu_work else (cpu_work - cpu_plain) * 1000
+        charge = None if cpu_extra is None or not loop_us else cpu_extra / loop_us
+        out.append(
+            f"| {target} | {_fmt1(base)} | {_fmt1(slow)} | {_fmt1(extra)} | {by_round_text} "
+            f"| {_fmt1(cpu_extra)} | {_fmt1(charge)} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def _held_awake(manifest: dict[str, Any]) -> bool:
+    """Whether the run held its CPUs out of deep idle (bench/idle.py; no run before
+    2026-12-06 did)."""
+    return bool((manifest.get("idle") or {}).get("held"))
+
+
+def _fmt1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
     """``x fw`` of every pair in several floors runs, one column per run, for the scenarios
     with a goal: the spread inside one run says how its repeats agree, this says how far the
@@ -133,7 +219,10 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
         # `lab report` re-summarises old runs with per-round ratios too: the plan's order is
         # what the manifest recorded (or the commit's history says), not what the rows hold
         neighbours = set(session_orders(manifest)) == {PLAN_ORDER}
-        label = "; ".join(x for x in (commit, cpu, "neighbours" if neighbours else None) if x)
+        awake = "awake" if _held_awake(manifest) else None
+        label = "; ".join(
+            x for x in (commit, cpu, "neighbours" if neighbours else None, awake) if x
+        )
         ratios = {(str(r["scenario"]), str(r["target"])): _ratio(r, "framework") for r in chosen}
         runs.append((str(summary["run_id"]), label, ratios))
     runs.sort(key=lambda run: run[0])  # run ids start with their UTC start time
@@ -146,7 +235,9 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
         f"`x fw` at {concurrency} connections in each floors run, one column per run, oldest "
         "first, each headed by its commit, its CPU and, for runs that play each pair next to "
         "its floors within a round, `neighbours` (older runs played every pair, then every "
-        "floor); `range`: the largest minus the smallest. A pair whose code changed between "
+        "floor), and `awake` for runs that held the CPUs out of deep idle (bench/idle.py; "
+        "older runs let an idle client's wake-ups tax the server); `range`: the largest minus "
+        "the smallest. A pair whose code changed between "
         "two runs' commits moved for that reason too (the CHANGELOG says which), and runs on "
         "different CPUs differ for that reason too; the others show how far the same ratio "
         "moves from one run to the next.",
@@ -203,6 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="another floors run; repeat for more: x fw of RUN and each of these side by side",
     )
+    parser.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        help="a run with the floors' json-work control; repeat for more, each its own table "
+        "(the main run's is shown first when it has one)",
+    )
     parser.add_argument("--quick", help="a quick run (nox -s bench) for the harness-cost line")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--update", type=Path, help="rewrite the generated block of this page")
@@ -211,6 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.between:
         runs = [Path(args.run), *map(Path, args.between)]
         text += "\n### Run to run\n\n" + between_runs(runs, args.concurrency)
+    controls = [
+        table
+        for folder in [Path(args.run), *map(Path, args.control)]
+        if (table := work_control(folder, args.concurrency)) is not None
+    ]
+    if controls:
+        text += "\n### What a server charges for the app's own work\n\n" + "\n".join(controls)
     if args.memory:
         header, results = memory.load_results(Path(args.memory) / "memory.json")
         text += "\n" + _demote(memory.markdown(results, header))

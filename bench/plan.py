@@ -64,11 +64,15 @@ def scenarios_for(
 ) -> list[Scenario]:
     if target.floor is not None:  # the run's floor scenarios that this floor serves
         served = target.floor.scenarios
-        return [s for s in scenarios if s.id in method.floor_scenarios and s.id in served]
+        return [
+            s
+            for s in scenarios
+            if s.id in served and (s.floor_only or s.id in method.floor_scenarios)
+        ]
     if target.experiment is not None and target.variant is not None:
         wanted = target.experiment.scenarios_of(target.variant)
         return [scenario(name) for name in wanted]
-    return list(scenarios)
+    return [s for s in scenarios if not s.floor_only]
 
 
 def levels(target: Target, sc: Scenario, method: Method) -> tuple[int, ...]:

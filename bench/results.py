@@ -41,8 +41,9 @@ def cell_id(target: str, scenario: str, concurrency: int, repeat: int) -> str:
 
 def stored_method(method: dict[str, Any]) -> dict[str, Any]:
     """A run's method as its manifest recorded it, with the fields added since filled in as
-    the runs written before them measured: ``instances`` 0 (each server directly)."""
-    return {"instances": 0, **method}
+    the runs written before them measured: ``instances`` 0 (each server directly),
+    ``awake_cpus`` False (idle CPUs left to halt)."""
+    return {"instances": 0, "awake_cpus": False, **method}
 
 
 def wall_span(cells: Iterable[dict[str, Any]]) -> float | None:

@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the floors (raw ASGI/WSGI apps, framework hello worlds)",
     )
     bench.add_argument("--no-pin", action="store_true", help="do not pin server and wrk to CPUs")
+    bench.add_argument(
+        "--allow-idle",
+        action="store_true",
+        help="let idle CPUs halt during the run (runs before 2026-12-06 did; bench/idle.py)",
+    )
     bench.add_argument("--wrk", help="the load tool's binary (default $LAB_WRK or wrk on PATH)")
     bench.add_argument(
         "--target",

@@ -66,6 +66,9 @@ class Scenario:
     concurrency: tuple[int, ...] = ()  # replaces the run's concurrency levels when set
     prime: bool = False  # request every id in ``ids`` once before the cell (fills a cache)
     experiment_only: bool = False  # run only as part of a technique experiment, not the matrix
+    # A control served by the floors alone (``json-work``): never asked of a pair, and run only
+    # when a run names it, on the floors whose ``scenarios`` list it.
+    floor_only: bool = False
     # Past the server's capacity on purpose: a response that misses the load check is counted
     # (good answers per second leave it out), not a failure; ``expect`` lists the statuses
     # the contract answers under overload (a shed 503, an all-timed-out 504).
@@ -148,6 +151,8 @@ def _scenario(name: str, spec: dict[str, Any]) -> Scenario:
         )
     if spec.get("overload") and not spec.get("load", {}).get("body_contains"):
         raise ValueError(f"scenario {name}: overload needs load.body_contains (what is good)")
+    if spec.get("floor_only") and (spec.get("quick") or spec.get("experiment_only")):
+        raise ValueError(f"scenario {name}: floor_only runs only when named (not quick)")
     if spec.get("prime") and (ids is None or int(ids[1]) - int(ids[0]) >= 10_000):
         raise ValueError(f"scenario {name}: prime needs ids, at most 10,000 of them")
     return Scenario(
@@ -166,6 +171,7 @@ def _scenario(name: str, spec: dict[str, Any]) -> Scenario:
         concurrency=tuple(int(c) for c in spec.get("concurrency", ())),
         prime=bool(spec.get("prime", False)),
         experiment_only=bool(spec.get("experiment_only", False)),
+        floor_only=bool(spec.get("floor_only", False)),
         overload=bool(spec.get("overload", False)),
     )
 

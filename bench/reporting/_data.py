@@ -137,11 +137,13 @@ class Run:
 @functools.cache
 def _matrix_order(*, full_plan: bool = False) -> tuple[str, ...]:
     """Scenario ids in the matrix's order; with ``full_plan``, only those a full run plans
-    (experiment-only scenarios run under ``--experiments``)."""
+    (experiment-only scenarios run under ``--experiments``, the floors' control when named)."""
     try:
         from lab.scenarios import scenarios
 
-        return tuple(s.id for s in scenarios() if not (full_plan and s.experiment_only))
+        named_only = (s for s in scenarios() if s.experiment_only or s.floor_only)
+        skipped = {s.id for s in named_only} if full_plan else set()
+        return tuple(s.id for s in scenarios() if s.id not in skipped)
     except Exception:  # the report must read a run even without the lab's matrix
         return ()
 

@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from common import sql, techempower
-from impls.floors import db_pool
+from impls.floors import app_work, db_pool
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 
@@ -30,6 +30,11 @@ def _dumps(value: object) -> str:
 
 
 async def json(request: web.Request) -> web.Response:
+    return web.json_response({"message": "Hello, World!"}, dumps=_dumps)
+
+
+async def json_work(request: web.Request) -> web.Response:
+    app_work()  # the control (impls/floors/__init__.py)
     return web.json_response({"message": "Hello, World!"}, dumps=_dumps)
 
 
@@ -57,6 +62,7 @@ def make_app() -> web.Application:
     application = web.Application()
     application.cleanup_ctx.append(pool_ctx)
     application.router.add_get("/json", json)
+    application.router.add_get("/json-work", json_work)
     application.router.add_get("/plaintext", plaintext)
     application.router.add_get("/db", db)
     application.router.add_get("/health", health)

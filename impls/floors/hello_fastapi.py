@@ -17,7 +17,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from common import sql, techempower
-from impls.floors import db_pool
+from impls.floors import app_work, db_pool
 
 
 class Message(BaseModel):
@@ -39,6 +39,12 @@ app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
 
 @app.get("/json")
 async def json() -> Message:
+    return Message(message="Hello, World!")
+
+
+@app.get("/json-work")
+async def json_work() -> Message:
+    app_work()  # the control (impls/floors/__init__.py)
     return Message(message="Hello, World!")
 
 

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from common import sql, techempower
 from common.settings import get_settings
 from common.sync.resources import MAX_REQUEST_THREADS, pool_size
+from impls.floors import app_work
 
 app = Flask(__name__)
 WORLD_BY_ID = sql.psycopg_style(sql.WORLD_BY_ID)
@@ -42,6 +43,12 @@ def pool() -> ConnectionPool:
 
 @app.get("/json")
 def json() -> dict[str, str]:
+    return {"message": "Hello, World!"}
+
+
+@app.get("/json-work")
+def json_work() -> dict[str, str]:
+    app_work()  # the control (impls/floors/__init__.py)
     return {"message": "Hello, World!"}
 
 

@@ -14,11 +14,17 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 
 from common import sql, techempower
-from impls.floors import db_pool
+from impls.floors import app_work, db_pool
 
 
 @get("/json")
 async def json() -> dict[str, str]:
+    return {"message": "Hello, World!"}
+
+
+@get("/json-work")
+async def json_work() -> dict[str, str]:
+    app_work()  # the control (impls/floors/__init__.py)
     return {"message": "Hello, World!"}
 
 
@@ -47,5 +53,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 app = Litestar(
-    route_handlers=[json, plaintext, db, health], openapi_config=None, lifespan=[lifespan]
+    route_handlers=[json, json_work, plaintext, db, health],
+    openapi_config=None,
+    lifespan=[lifespan],
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from impls.floors import app_work
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -35,7 +37,11 @@ NOT_FOUND[0]["status"] = 404
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "http":
-        start, body = ROUTES.get(scope["path"], NOT_FOUND)
+        path = scope["path"]
+        if path == "/json-work":  # the control: /json after a fixed amount of app work
+            app_work()
+            path = "/json"
+        start, body = ROUTES.get(path, NOT_FOUND)
         await send(start)
         await send(body)
     elif scope["type"] == "lifespan":

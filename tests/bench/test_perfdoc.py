@@ -129,3 +129,47 @@ def test_between_runs_puts_each_runs_ratio_side_by_side(tmp_path: Path) -> None:
     assert "fortunes" not in text.split("\n\n", 1)[1]
     assert text.index("| a-x | json") < text.index("| b-x | json") < text.index("| a-x | db")
     assert perfdoc.main([str(runs[0]), "--between", str(runs[1])]) == 0
+
+
+def _floor_row(target: str, scenario: str, by_round: dict[str, float], cpu_s_per_1k: float) -> Any:
+    rps = sorted(by_round.values())
+    return {
+        "target": target,
+        "role": "floor",
+        "scenario": scenario,
+        "concurrency": 64,
+        "outcome": "ok",
+        "rps": {"median": rps[len(rps) // 2], "by_round": by_round, "spread": 0.01},
+        "cpu_s_per_1k": cpu_s_per_1k,
+    }
+
+
+def test_work_control_reads_what_the_work_added_against_its_warm_loop(tmp_path: Path) -> None:
+    rows = [
+        # 20 µs a request, then 30 (round 1) and 28 (rounds 2, 3): 10 and 8 µs more
+        _floor_row("hello_x-srv", "json", {"1": 50_000, "2": 50_000, "3": 50_000}, 0.020),
+        _floor_row(
+            "hello_x-srv", "json-work", {"1": 1e6 / 30, "2": 1e6 / 28, "3": 1e6 / 28}, 0.0285
+        ),
+        _floor_row("raw_asgi-srv", "json", {"1": 100_000, "2": 100_000, "3": 100_000}, 0.010),
+        _row("x-srv", "json", 40_000, 0.4, 0.8),  # a pair: never in the control
+        _floor_row("raw_asgi-other", "json", {"1": 1.0, "2": 1.0, "3": 1.0}, 1.0),  # no work row
+    ]
+    (tmp_path / "summary.json").write_text(json.dumps({"run_id": "r1", "rows": rows}))
+    manifest = {
+        "controls": {"app_work": {"loops": 400, "us": 6.0}},
+        "pinning": {"enabled": True, "server_cpus": [0], "client_cpus": [1]},
+        "idle": {"requested": True, "held": True},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    text = perfdoc.work_control(tmp_path)
+    assert text is not None
+    assert "CPUs held awake" in text and "400 turns" in text and "6.00 µs" in text
+    # extra = 1e6 / median(work rps) - 20 = 8.0; by round 8.0 (8.0-10.0); CPU 8.5 = 1.4 x 6.0
+    assert "| hello_x-srv | 20.0 | 28.0 | 8.0 | 8.0 (8.0-10.0) | 8.5 | 1.4 |" in text
+    assert "raw_asgi" not in text and "| x-srv" not in text
+    assert perfdoc.work_control(tmp_path, concurrency=8) is None  # nothing at that level
+    page = tmp_path / "page.md"
+    page.write_text(f"{perfdoc.BEGIN}\n{perfdoc.END}\n")
+    assert perfdoc.main([str(tmp_path), "--update", str(page)]) == 0
+    assert "### What a server charges for the app's own work" in page.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.cli import choose_scenarios
 from bench.method import method_for
 from bench.plan import build_plan
 from bench.targets import floors, select_targets
@@ -29,7 +30,7 @@ ROUTES = (
 def test_scenarios_are_declared_with_their_routes() -> None:
     ids = [s.id for s in scenarios()]
     assert len(ids) == len(set(ids))
-    assert len([s for s in scenarios() if not s.experiment_only]) == 19
+    assert len([s for s in scenarios() if not (s.experiment_only or s.floor_only)]) == 19
     for route in ROUTES:
         assert any(i.startswith(route) for i in ids), route
     for sc in scenarios():
@@ -135,8 +136,32 @@ def test_floors_run_only_floor_scenarios() -> None:
     targets = select_targets(("raw_asgi",), ("uvicorn",))
     groups = build_plan(targets, [s for s in scenarios() if s.quick], method)
     assert [c.scenario.id for g in groups for c in g.cells] == ["json"]
-    full = build_plan(targets, list(scenarios()), method_for(quick=False, repeats=1))
+    full = build_plan(
+        targets, choose_scenarios([], quick=False), method_for(quick=False, repeats=1)
+    )
     assert sorted({c.scenario.id for g in full for c in g.cells}) == ["json", "plaintext"]
+
+
+def test_the_control_runs_on_the_floors_only_when_named() -> None:
+    """``json-work`` (docs/performance.md's control: /json after a fixed amount of app work)
+    is no part of the contract: a run that names it plays it on every floor that serves it
+    and on no pair; a run that does not name it never plays it."""
+    work = scenario("json-work")
+    assert work.floor_only and not work.quick and not work.experiment_only
+    targets = select_targets(("litestar",), ("granian",))
+    method = method_for(quick=False, repeats=1)
+    named = build_plan(targets, [scenario("json"), work], method)
+    cells = {(c.target.id, c.scenario.id) for g in named for c in g.cells}
+    assert {t for t, s in cells if s == "json-work"} == {
+        "raw_asgi-granian",
+        "hello_litestar-granian",
+    }
+    assert ("litestar-granian", "json") in cells
+    for quick in (True, False):
+        assert work not in choose_scenarios([], quick=quick)
+    assert choose_scenarios(["json-work"], quick=False) == [work]
+    for floor in floors():  # every floor serves it: raw callables and hello worlds alike
+        assert "json-work" in floor.scenarios, floor.name
 
 
 def test_method_modes() -> None:

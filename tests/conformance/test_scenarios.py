@@ -20,7 +20,9 @@ from tests.support.servers import Server, ServerConfig
 
 pytestmark = pytest.mark.conformance
 
-SCENARIOS = scenarios.scenarios()
+# Every scenario a pair is loaded with; ``floor_only`` ones are the floors' control, not the
+# contract (tests/bench/test_floors.py serves them).
+SCENARIOS = [s for s in scenarios.scenarios() if not s.floor_only]
 
 
 class _ServersByConfig:
