@@ -6,17 +6,16 @@ response that wakes wrk makes the *server's* ``write()`` pay for bringing the ha
 back: an inter-processor interrupt the hypervisor must deliver, several microseconds of
 kernel time on the server's core per wake-up (``perf`` shows them under
 ``sock_def_readable`` -> ``_raw_spin_unlock_irqrestore``). How often wrk is asleep when a
-response comes depends on how fast the server is, so the tax grows as the server slows:
-measured on the lab's Firecracker VMs, 400 loop turns of app work (7 µs) cost aiohttp's
-hello world 15 µs per request with idle halting and 8 µs without (docs/performance.md,
-"What a server charges for the app's own work"). Every slower-than-its-floor figure was
-exaggerated by it.
+response comes depends on how fast the server is, so the tax grows as the server slows and
+every stack's cost over its hello world looks larger than it is (docs/performance.md, "What a
+server charges for the app's own work", has the measurements).
 
-The standard remedy, what tuned's ``latency-performance`` profile does: a PM QoS request
-for 0 µs of wake-up latency, made by writing 0 to ``/dev/cpu_dma_latency`` and holding the
-file open. While it is held, cpuidle only picks states that wake at once (polling), and a
-waker sees the idle CPU polling and needs no interrupt; closing it (or the process
-exiting) withdraws the request, so nothing is left changed on the machine. It needs root;
+The remedy is the kernel's CPU latency QoS (docs.kernel.org, "PM Quality Of Service
+Interface"), the mechanism behind tuned's ``latency-performance`` profile (its
+``force_latency``): write a latency bound, in µs, to ``/dev/cpu_dma_latency`` and hold the file
+open. With 0, cpuidle only picks states that wake at once (polling), and a waker sees the
+idle CPU polling and needs no interrupt. Closing the file (or the process exiting) withdraws
+the request, so nothing is left changed on the machine. It needs root;
 without it the run measures as before and its manifest says so.
 """
 

@@ -403,11 +403,13 @@ def test_compare_warns_when_the_runs_measured_differently(tmp_path: Path, capsys
     data = json.loads((new / "manifest.json").read_text())
     data["method"]["instances"] = 2  # through nginx; OLD predates the field: direct
     data["services"] = {"postgresql": "18.6", "redis": "7.0.15"}
+    data["idle"] = {"requested": True, "held": True}  # OLD has no record: idle CPUs halted
     write_json(new / "manifest.json", data)
     assert main(["compare", str(old), str(new)]) == 0
     out = capsys.readouterr().out
     assert "> warning: method.instances differs: 0 in OLD, 2 in NEW" in out
     assert "> warning: services.postgresql differs" in out
+    assert "> warning: idle.held differs: False in OLD, True in NEW" in out
     assert "method.duration_s" not in out  # what is the same is not reported
 
 
