@@ -104,9 +104,7 @@ def choose_scenarios(names: list[str], *, quick: bool) -> list[Scenario]:
         )
     if names:
         return [s for s in scenarios() if s.id in names]
-    # Experiment-only scenarios and the floors' control run only when named.
-    matrix_scenarios = (s for s in scenarios() if not (s.experiment_only or s.floor_only))
-    return [s for s in matrix_scenarios if s.quick or not quick]
+    return [s for s in scenarios() if s.in_matrix and (s.quick or not quick)]
 
 
 def choose_targets(args: argparse.Namespace) -> list[Target]:

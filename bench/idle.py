@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LATENCY_DEVICE", "cpuidle", "held_awake"]
+__all__ = ["LATENCY_DEVICE", "cpuidle", "held_awake", "was_held"]
 
 LATENCY_DEVICE = Path("/dev/cpu_dma_latency")
 _CPUIDLE = Path("/sys/devices/system/cpu/cpuidle")
@@ -49,6 +49,12 @@ def cpuidle(root: Path = _CPUIDLE) -> dict[str, str | None]:
         "driver": read("current_driver"),
         "governor": read("current_governor_ro", "current_governor"),
     }
+
+
+def was_held(manifest: dict[str, Any]) -> bool:
+    """Whether a run's manifest says its CPUs were held awake (no run before 2026-12-06
+    has the record: those let idle CPUs halt)."""
+    return bool((manifest.get("idle") or {}).get("held"))
 
 
 @contextmanager

@@ -340,7 +340,8 @@ def app_work_cost(repeats: int = 5, calls: int = 2_000) -> dict[str, Any]:
 
 
 def session(argv: list[str], idle: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One session of a run; ``idle``: whether its CPUs were held awake (bench/idle.py)."""
+    """One session of a run; ``idle`` (a resumed session's): whether its CPUs were held
+    awake (bench/idle.py)."""
     return {
         "started_at": now_iso(),
         "command": argv,
@@ -379,5 +380,5 @@ def collect(
         "env": recorded_env(),
         "idle": idle,
         "controls": {"app_work": app_work_cost()},
-        "sessions": [session(argv, idle)],
+        "sessions": [session(argv)],  # its idle, machine and services: the manifest's own
     }

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import docblock, instructions, memory
+from . import docblock, idle, instructions, memory
 from .manifest import session_orders
 from .method import PLAN_ORDER
 from .reporting import per_round, rounds_text
@@ -148,7 +148,7 @@ def work_control(run_dir: Path, concurrency: int = 64) -> str | None:
         f"the server on CPU {pinning.get('server_cpus')}, wrk on {pinning.get('client_cpus')}"
         if pinning.get("enabled")
         else "nothing pinned"
-    ) + (", CPUs held awake" if _held_awake(manifest) else ", idle CPUs left to halt")
+    ) + (", CPUs held awake" if idle.was_held(manifest) else ", idle CPUs left to halt")
     out = [
         f"Run `{summary['run_id']}`, {concurrency} connections, {where}; medians over its "
         f"repeats. `/json-work` is `/json` after {work.get('loops', '?')} turns of a "
@@ -191,12 +191,6 @@ def work_control(run_dir: Path, concurrency: int = 64) -> str | None:
     return "\n".join(out) + "\n"
 
 
-def _held_awake(manifest: dict[str, Any]) -> bool:
-    """Whether the run held its CPUs out of deep idle (bench/idle.py; no run before
-    2026-12-06 did)."""
-    return bool((manifest.get("idle") or {}).get("held"))
-
-
 def _fmt1(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -219,7 +213,7 @@ def between_runs(run_dirs: Sequence[Path], concurrency: int = 64) -> str:
         # `lab report` re-summarises old runs with per-round ratios too: the plan's order is
         # what the manifest recorded (or the commit's history says), not what the rows hold
         neighbours = set(session_orders(manifest)) == {PLAN_ORDER}
-        awake = "awake" if _held_awake(manifest) else None
+        awake = "awake" if idle.was_held(manifest) else None
         label = "; ".join(
             x for x in (commit, cpu, "neighbours" if neighbours else None, awake) if x
         )

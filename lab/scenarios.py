@@ -74,6 +74,12 @@ class Scenario:
     # the contract answers under overload (a shed 503, an all-timed-out 504).
     overload: bool = False
 
+    @property
+    def in_matrix(self) -> bool:
+        """Played by a matrix run that names no scenario: not experiment-only, not the
+        floors' control (both run only when named)."""
+        return not (self.experiment_only or self.floor_only)
+
     def paths(self) -> list[str]:
         """The path for every id of the range (for priming a cache)."""
         if self.ids is None:

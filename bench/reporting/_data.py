@@ -141,9 +141,7 @@ def _matrix_order(*, full_plan: bool = False) -> tuple[str, ...]:
     try:
         from lab.scenarios import scenarios
 
-        named_only = (s for s in scenarios() if s.experiment_only or s.floor_only)
-        skipped = {s.id for s in named_only} if full_plan else set()
-        return tuple(s.id for s in scenarios() if s.id not in skipped)
+        return tuple(s.id for s in scenarios() if s.in_matrix or not full_plan)
     except Exception:  # the report must read a run even without the lab's matrix
         return ()
 

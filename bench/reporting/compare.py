@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import idle
 from . import _data as d
 from ._data import Row, Run
 
@@ -92,9 +93,8 @@ def _method_warnings(old: Run, new: Run) -> list[str]:
         a, b = old.method.get(key), new.method.get(key)
         if a != b:
             out.append(f"method.{key} differs: {a!r} in OLD, {b!r} in NEW")
-    # Whether the CPUs were held awake (bench/idle.py) moves requests/s by up to a third;
-    # runs from before it have no record and let idle CPUs halt.
-    held = [bool((run.manifest.get("idle") or {}).get("held")) for run in (old, new)]
+    # Whether the CPUs were held awake (bench/idle.py) moves requests/s by up to a third.
+    held = [idle.was_held(run.manifest) for run in (old, new)]
     if held[0] != held[1]:
         out.append(f"idle.held differs: {held[0]!r} in OLD, {held[1]!r} in NEW (bench/idle.py)")
     for part, keys in (
