@@ -1,7 +1,12 @@
 """Starting and stopping child process trees without leaving orphans.
 
-Every child gets its own process group (so a signal reaches its workers too) and, on Linux,
-a parent-death signal (so it goes away if the lab itself is killed with SIGKILL).
+Every child gets its own process group and, on Linux, a parent-death signal (so it goes away if
+the lab itself is killed with SIGKILL). Stopping is systemd's ``KillMode=mixed``: SIGTERM to the
+child alone, whose job it is to drain and stop its workers; SIGKILL to the whole group only when
+the grace runs out. Signalling the group at once would reach each worker before its master had
+told it to drain: hypercorn's workers install no SIGTERM handler (their master stops them through
+a shared multiprocessing Event), so they died mid-response, and one killed while it held that
+Event's lock left the master blocked forever in its own SIGTERM handler.
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ class Stopped:
 
 
 def stop_group(proc: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> int:
-    """SIGTERM the child's process group, wait up to ``grace_s``, then SIGKILL what is left.
-    Returns the child's exit code."""
+    """SIGTERM the child, wait up to ``grace_s`` for it to stop its tree, then SIGKILL its
+    process group and whatever it left. Returns the child's exit code."""
     return stop_tree(proc, grace_s=grace_s).code
 
 
@@ -76,7 +81,7 @@ def stop_tree(proc: subprocess.Popen[bytes], *, grace_s: float) -> Stopped:
     shutdown says where it hung."""
     members = [proc.pid, *_descendants(proc.pid)]
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)  # the leader only: see the module's docstring
     stuck = ""
     try:
         code = proc.wait(timeout=grace_s)

@@ -1,4 +1,5 @@
-"""SPEC §3.8 (``/stream/items``) and §3.9 (``/stream/events``)."""
+"""SPEC §3.8 (``/stream/items``) and §3.9 (``/stream/events``), and a stream in flight when
+``lab serve`` is stopped (§5)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from decimal import Decimal
 
 import pytest
 
+from lab import matrix
 from tests.conformance import cases
+from tests.conformance.conftest import Launch
 from tests.support import rules
 from tests.support.client import LabClient
 from tests.support.expect import (
@@ -209,3 +212,24 @@ def test_events_are_sent_as_produced(client: LabClient) -> None:
                 arrivals.append(time.monotonic())
     assert len(arrivals) == 3
     assert arrivals[-1] - arrivals[0] >= 0.5, f"events arrived together: {arrivals}"
+
+
+def test_a_stream_in_flight_is_finished_when_the_server_is_stopped(
+    pair: matrix.Pair, launch: Launch
+) -> None:
+    """SPEC §5: on SIGTERM ``lab serve`` exits cleanly, and what was accepted is not lost. The
+    stop arrives after the first of 6 events 200 ms apart: all 6 still arrive, then the server
+    exits with nothing left behind (checked as the block ends). hypercorn's workers, which
+    stop only when their master tells them, died mid-stream while the lab signalled the whole
+    process group."""
+    with launch(pair) as server, server.client() as client:
+        body = b""
+        with client.stream("GET", "/stream/events?count=6&interval_ms=200") as resp:
+            assert resp.status_code == 200
+            chunks = resp.iter_raw()
+            while b"\n\n" not in body:
+                body += next(chunks)
+            server.process.request_stop()
+            for chunk in chunks:
+                body += chunk
+    _assert_events(_events(body.decode()), 6)

@@ -115,6 +115,7 @@ class ManagedProcess:
     log_dir: Path
     health_url: str
     proc: subprocess.Popen[bytes] | None = None
+    stop_requested: bool = False
     _log: object = None
     _seen: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -196,15 +197,25 @@ class ManagedProcess:
         except OSError:
             return ""
 
+    def request_stop(self) -> None:
+        """SIGTERM, as a supervisor sends it, without waiting: the test can go on talking to
+        what is draining; :meth:`stop` then waits for the exit and checks it."""
+        assert self.proc is not None
+        self._remember_tree()
+        self.stop_requested = True
+        os.kill(self.proc.pid, signal.SIGTERM)
+
     def stop(self, *, check: bool = True) -> None:
-        """SIGTERM the session's group, wait (bounded), SIGKILL what is left; then, with
-        ``check``, fail if it needed SIGKILL, exited uncleanly or left processes behind."""
+        """SIGTERM the leader (its job to stop what it started, as under systemd's
+        ``KillMode=mixed``), wait (bounded), SIGKILL the session's group; then, with ``check``,
+        fail if it needed SIGKILL, exited uncleanly or left processes behind."""
         if self.proc is None:
             return
         proc, problems = self.proc, []
         self._remember_tree()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        if not self.stop_requested:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
         try:
             code = proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

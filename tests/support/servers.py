@@ -124,7 +124,7 @@ def running_pair(
     died = False
     try:
         yield Server(pair, config, url, proc)
-        died = not proc.running()
+        died = not proc.running() and not proc.stop_requested
     finally:
         proc.stop(check=not died)
     if died:
