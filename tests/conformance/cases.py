@@ -457,4 +457,8 @@ INJECTIONS: tuple[str, ...] = (
 # deviated behaviour for these pairs instead of the rule, so neither is skipped.
 DEVIATIONS: dict[str, frozenset[str]] = {
     "flask-gunicorn": frozenset({"D1"}),  # one request per sync worker: /json waits for /cpu
+    # hypercorn's master ends the other workers as soon as one exits: with more than one
+    # worker a stop cuts what they still had in flight.
+    "fastapi-hypercorn": frozenset({"D4"}),
+    "litestar-hypercorn": frozenset({"D4"}),
 }
