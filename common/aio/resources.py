@@ -34,7 +34,7 @@ from ..settings import Settings
 
 log = logging.getLogger("lab")
 
-__all__ = ["Connect", "Database", "Resources", "open_resources"]
+__all__ = ["Connect", "Database", "Resources", "open_pool", "open_resources"]
 
 
 class Database(Protocol):
@@ -138,11 +138,10 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
-    if settings.db_pool == "connect":
-        async with _open_resources(settings, Connect(settings)) as resources:
-            yield resources
-        return
+async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The worker's PostgreSQL pool, opened and warmed, closed on leaving. The pairs' pool, and
+    the hello worlds' ``/db`` floors' (``impls/floors``): issue 8 compares the two on "the same
+    query on the same pool", command timeout included (asyncpg arms a timer per query)."""
     # min_size=0: creating the pool never fails because PostgreSQL is down; _warm fills it.
     pool = await asyncpg.create_pool(
         settings.database_url,
@@ -156,13 +155,22 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     assert pool is not None
     await _warm(pool, settings.db_pool_size)
     try:
-        async with _open_resources(settings, pool) as resources:
-            yield resources
+        yield pool
     finally:
         try:
             await asyncio.wait_for(pool.close(), timeout=5)
         except (TimeoutError, OSError):
             pool.terminate()
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    if settings.db_pool == "connect":
+        async with _open_resources(settings, Connect(settings)) as resources:
+            yield resources
+        return
+    async with open_pool(settings) as pool, _open_resources(settings, pool) as resources:
+        yield resources
 
 
 @contextlib.asynccontextmanager

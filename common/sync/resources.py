@@ -34,7 +34,7 @@ from ..settings import Settings
 
 log = logging.getLogger("lab")
 
-__all__ = ["MAX_REQUEST_THREADS", "Connect", "Resources", "open_resources"]
+__all__ = ["MAX_REQUEST_THREADS", "Connect", "Resources", "open_pool", "open_resources"]
 
 # The most request threads any WSGI server of lab/matrix.toml runs in one process:
 # gunicorn gthread ``--threads 8``, granian ``--blocking-threads 8``; the sync worker runs 1.
@@ -115,15 +115,10 @@ def pool_size(settings: Settings, threads: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def open_resources(
-    settings: Settings, *, threads: int = MAX_REQUEST_THREADS
-) -> Iterator[Resources]:
-    """``threads``: how many requests this process serves at once (the WSGI server's
-    ``wsgi.multithread`` tells the adapter whether that is 1); it sizes the pool."""
-    if settings.db_pool == "connect":
-        with _open_resources(settings, Connect(settings)) as resources:
-            yield resources
-        return
+def open_pool(settings: Settings, threads: int) -> Iterator[Pool]:
+    """The process's PostgreSQL pool for ``threads`` request threads, opened and warmed, closed
+    on leaving. The Flask pair's pool, and its hello world's ``/db`` floor's
+    (``impls/floors/hello_flask.py``): issue 8 compares the two on "the same pool"."""
     min_size, max_size = pool_size(settings, threads)
     pool: Pool = ConnectionPool(
         settings.database_url,
@@ -143,10 +138,23 @@ def open_resources(
     pool.open(wait=False)
     _warm(pool, min_size)
     try:
-        with _open_resources(settings, pool) as resources:
-            yield resources
+        yield pool
     finally:
         pool.close(timeout=5)
+
+
+@contextlib.contextmanager
+def open_resources(
+    settings: Settings, *, threads: int = MAX_REQUEST_THREADS
+) -> Iterator[Resources]:
+    """``threads``: how many requests this process serves at once (the WSGI server's
+    ``wsgi.multithread`` tells the adapter whether that is 1); it sizes the pool."""
+    if settings.db_pool == "connect":
+        with _open_resources(settings, Connect(settings)) as resources:
+            yield resources
+        return
+    with open_pool(settings, threads) as pool, _open_resources(settings, pool) as resources:
+        yield resources
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ Each answers ``GET /json``, ``GET /plaintext`` and ``GET /health`` (200, for rea
 work, so that the two cells side by side say what the server charges for a request's own
 Python time (docs/performance.md, "What a server charges for the app's work"). The
 hello worlds also answer ``GET /db``, the database path's floor: the pair's query
-(``common.sql.WORLD_BY_ID``) on a pool of the pair's size (``db_pool``), so they need
+(``common.sql.WORLD_BY_ID``) on the pair's own pool (``open_pool`` of ``common.aio.resources``
+and ``common.sync.resources``: size, timeouts and all), so they need
 PostgreSQL (``services = true``); the raw callables need nothing. The harness runs them on the
 servers declared in ``[floors.*]`` of ``lab/matrix.toml``, each on the scenarios its
 ``scenarios`` key names.

@@ -4,8 +4,9 @@
 --port P --workers N`` is aiohttp's own server (N processes sharing the port with
 SO_REUSEPORT), the same shape as the lab's aiohttp launcher.
 
-``/db`` is the database path's floor: the pair's query on an asyncpg pool of the pair's size,
-opened in a ``cleanup_ctx`` and kept under an ``AppKey``, the row dumped with orjson.
+``/db`` is the database path's floor: the pair's query on the pair's asyncpg pool
+(``common.aio.resources.open_pool``), opened in a ``cleanup_ctx`` and kept under an ``AppKey``,
+the row dumped with orjson.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import orjson
 from aiohttp import web
 
 from common import sql, techempower
-from impls.floors import app_work, db_pool
+from common.aio.resources import open_pool
+from common.settings import get_settings
+from impls.floors import app_work
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 
@@ -49,7 +52,7 @@ async def db(request: web.Request) -> web.Response:
 
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with db_pool.asyncpg_pool() as pool:
+    async with open_pool(get_settings()) as pool:
         app[POOL] = pool
         yield
 

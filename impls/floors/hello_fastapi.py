@@ -2,9 +2,9 @@
 body straight to JSON bytes (FastAPI deprecated ``ORJSONResponse`` for this), no OpenAPI or
 docs routes.
 
-``/db`` is the database path's floor: the pair's query (``common.sql.WORLD_BY_ID``) on an
-asyncpg pool of the pair's size, opened in a lifespan, the row dumped with orjson; none of
-the lab's middleware, dependencies or error mapping."""
+``/db`` is the database path's floor: the pair's query (``common.sql.WORLD_BY_ID``) on the
+pair's asyncpg pool (``common.aio.resources.open_pool``), opened in a lifespan, the row dumped
+with orjson; none of the lab's middleware, dependencies or error mapping."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from common import sql, techempower
-from impls.floors import app_work, db_pool
+from common.aio.resources import open_pool
+from common.settings import get_settings
+from impls.floors import app_work
 
 
 class Message(BaseModel):
@@ -30,7 +32,7 @@ class Health(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
-    async with db_pool.asyncpg_pool() as pool:
+    async with open_pool(get_settings()) as pool:
         yield {"pool": pool}
 
 

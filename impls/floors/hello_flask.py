@@ -1,43 +1,38 @@
 """Flask's hello world: a dict return (Flask's JSON provider), text/plain by hand, no debug.
 
-``/db`` is the database path's floor: the pair's query on a psycopg pool sized and set up as
-the pair's (``common.sync.resources.pool_size``, autocommit), opened by the first ``/db``
+``/db`` is the database path's floor: the pair's query on the pair's psycopg pool
+(``common.sync.resources.open_pool``: size, timeouts, autocommit), opened by the first ``/db``
 request of a worker (when ``wsgi.multithread`` says how many requests it serves at once, as
-the pair does), the row dumped with orjson."""
+the pair does) and closed at the worker's exit, the row dumped with orjson."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
 
 import orjson
 from flask import Flask, Response, request
-from psycopg_pool import ConnectionPool
 
 from common import sql, techempower
 from common.settings import get_settings
-from common.sync.resources import MAX_REQUEST_THREADS, pool_size
+from common.sync.resources import MAX_REQUEST_THREADS, Pool, open_pool
 from impls.floors import app_work
 
 app = Flask(__name__)
 WORLD_BY_ID = sql.psycopg_style(sql.WORLD_BY_ID)
-_pool: ConnectionPool | None = None
+_pool: Pool | None = None
 _lock = threading.Lock()
+_opened = contextlib.ExitStack()
+atexit.register(_opened.close)
 
 
-def pool() -> ConnectionPool:
+def pool() -> Pool:
     global _pool
     with _lock:
         if _pool is None:
-            settings = get_settings()
             threads = MAX_REQUEST_THREADS if request.environ.get("wsgi.multithread") else 1
-            min_size, max_size = pool_size(settings, threads)
-            _pool = ConnectionPool(
-                settings.database_url,
-                min_size=min_size,
-                max_size=max_size,
-                kwargs={"autocommit": True},
-                open=True,
-            )
+            _pool = _opened.enter_context(open_pool(get_settings(), threads))
         return _pool
 
 

@@ -1,8 +1,9 @@
 """Litestar's hello world, tuned as its docs advise: async handlers (no thread hop), msgspec
 serialisation (its default), OpenAPI off.
 
-``/db`` is the database path's floor: the pair's query on an asyncpg pool of the pair's size,
-opened in a lifespan and kept in ``app.state``, the row dumped with orjson."""
+``/db`` is the database path's floor: the pair's query on the pair's asyncpg pool
+(``common.aio.resources.open_pool``), opened in a lifespan and kept in ``app.state``, the row
+dumped with orjson."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 
 from common import sql, techempower
-from impls.floors import app_work, db_pool
+from common.aio.resources import open_pool
+from common.settings import get_settings
+from impls.floors import app_work
 
 
 @get("/json")
@@ -47,7 +50,7 @@ async def health() -> dict[str, str]:
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    async with db_pool.asyncpg_pool() as pool:
+    async with open_pool(get_settings()) as pool:
         app.state.pool = pool
         yield
 
