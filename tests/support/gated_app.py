@@ -1,10 +1,12 @@
-"""An app whose import lasts until the server stops it (tests/test_server_stops.py).
+"""An app whose import lasts until the server has stopped it (tests/test_server_stops.py).
 
 Imported by a server's worker, it wraps whatever SIGTERM handler the worker has at that
-moment, writes ``importing-<pid>`` into ``$LAB_TEST_GATE_DIR``, and returns from the import
-only once a SIGTERM has reached this process and been handed, unchanged, to that handler. So
-the stop lands inside the app's import on every run, not by chance. Afterwards it serves
-``200 ok`` as ASGI (``app``) and WSGI (``wsgi``).
+moment and writes ``importing-<pid>`` into ``$LAB_TEST_GATE_DIR``. It returns from the import
+once a SIGTERM has reached this process (it writes ``stopped-<pid>`` and hands the signal,
+unchanged, to that handler) or once the test writes ``release``: hypercorn's workers take
+their stop through an Event from their master, never as a signal. So the stop lands inside
+the app's import on every run, not by chance. Afterwards it serves ``200 ok`` as ASGI
+(``app``) and WSGI (``wsgi``).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import Any
 
 IMPORT_HOLD_S = 60.0  # bounded: a server that never forwards the stop fails its test, not hangs
 
+_GATE = Path(os.environ["LAB_TEST_GATE_DIR"])
 _stopped = threading.Event()
 _handler_in_place = signal.getsignal(signal.SIGTERM)
 
 
 def _hand_on(signum: int, frame: FrameType | None) -> None:
+    _GATE.joinpath(f"stopped-{os.getpid()}").touch()
     _stopped.set()
     if callable(_handler_in_place):
         _handler_in_place(signum, frame)
@@ -34,9 +38,11 @@ def _hand_on(signum: int, frame: FrameType | None) -> None:
 
 
 signal.signal(signal.SIGTERM, _hand_on)
-Path(os.environ["LAB_TEST_GATE_DIR"], f"importing-{os.getpid()}").touch()
+_GATE.joinpath(f"importing-{os.getpid()}").touch()
 _deadline = time.monotonic() + IMPORT_HOLD_S
-while not _stopped.is_set() and time.monotonic() < _deadline:
+while not (_stopped.is_set() or _GATE.joinpath("release").exists()):
+    if time.monotonic() > _deadline:
+        break
     time.sleep(0.01)  # Python runs the handler in this thread, between two of these sleeps
 # Put the worker's own handler back, as if the import had never been watched.
 signal.signal(signal.SIGTERM, _handler_in_place)
