@@ -271,14 +271,17 @@ def markdown(
     results: Sequence[Result],
     header: dict[str, Any],
     goals: dict[str, float | None] | None = None,
+    name: str | None = None,
 ) -> str:
     """The table; with ``goals`` (scenario -> the ``x fw`` to reach), a column that says
-    whether the instruction ratio reaches the goal set for the requests/s ratio."""
+    whether the instruction ratio reaches the goal set for the requests/s ratio. ``name``
+    heads it (default: the run id); a committed run's folder name is what a reader finds
+    under results/, and two runs started in the same second share a run id."""
     machine = header.get("machine", {})
     method = header.get("method", {})
     goals = goals or {}
     lines = [
-        f"# Instructions per request: {header.get('run_id', '')}",
+        f"# Instructions per request: {name or header.get('run_id', '')}",
         "",
         f"{machine.get('cpu_model') or 'unknown CPU'}, Python "
         f"{header.get('python', {}).get('version', '?')}; commit "

@@ -155,11 +155,12 @@ def _mb(value: int) -> str:
     return f"{value / 1e6:,.1f}"
 
 
-def markdown(results: Sequence[Result], header: dict[str, Any]) -> str:
-    """The table ``docs/performance.md`` quotes, generated from ``memory.json``."""
+def markdown(results: Sequence[Result], header: dict[str, Any], name: str | None = None) -> str:
+    """The table ``docs/performance.md`` quotes, generated from ``memory.json``; headed by
+    ``name`` (a committed run's folder) or else the run id."""
     machine = header.get("machine", {})
     lines = [
-        f"# Streaming memory: {header.get('run_id', '')}",
+        f"# Streaming memory: {name or header.get('run_id', '')}",
         "",
         f"{machine.get('cpu_model') or 'unknown CPU'}, {machine.get('cpus_logical', '?')} CPUs; "
         f"commit {str(header.get('git', {}).get('commit') or '?')[:12]}; "

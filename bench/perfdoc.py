@@ -312,12 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         text += "\n### What a server charges for the app's own work\n\n" + "\n".join(controls)
     if args.memory:
         header, results = memory.load_results(Path(args.memory) / "memory.json")
-        text += "\n" + _demote(memory.markdown(results, header))
+        text += "\n" + _demote(memory.markdown(results, header, Path(args.memory).name))
     if args.quick:
         text += "\n### Harness cost\n\n" + quick_wall_time(Path(args.quick))
     for folder in args.instructions:
         doc, counted = instructions.load_results(Path(folder) / "instructions.json")
-        text += "\n" + _demote(instructions.markdown(counted, doc, GOALS))
+        text += "\n" + _demote(instructions.markdown(counted, doc, GOALS, Path(folder).name))
     if args.update:
         docblock.fill_file(args.update, BEGIN, END, text)
     else:

@@ -60,6 +60,27 @@ def test_floor_tables_check_each_goal(tmp_path: Path) -> None:
     assert perfdoc.main([str(tmp_path)]) == 0
 
 
+def test_instruction_tables_are_headed_by_their_folders(tmp_path: Path) -> None:
+    """Two runs started in the same second share a run id; the page must tell them apart."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"run_id": "r1", "rows": []}))
+    folders = []
+    for commit in ("aaaa111", "bbbb222"):
+        folder = tmp_path / f"20261207T073942Z-instructions-{commit}"
+        folder.mkdir()
+        doc = {"run_id": "20261207T073943Z-instructions", "git": {"commit": commit}, "results": []}
+        (folder / "instructions.json").write_text(json.dumps(doc))
+        folders += ["--instructions", str(folder)]
+    page = tmp_path / "performance.md"
+    page.write_text(f"{perfdoc.BEGIN}\n{perfdoc.END}\n")
+    assert perfdoc.main([str(run), *folders, "--update", str(page)]) == 0
+    text = page.read_text()
+    for commit in ("aaaa111", "bbbb222"):
+        assert f"### Instructions per request: 20261207T073942Z-instructions-{commit}\n" in text
+    assert "20261207T073943Z" not in text
+
+
 def test_update_rewrites_only_the_generated_block(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
