@@ -194,6 +194,10 @@ def run(
         ports = []
         for i in range(instances):
             inst_port = procs.free_port(host)
+            # bind(0) may hand out again a port released a moment ago: not nginx's own (the
+            # caller's pick, not bound yet) and not another instance's.
+            while inst_port == port or inst_port in ports:
+                inst_port = procs.free_port(host)
             inst_argv = [a.replace(PORT_PLACEHOLDER, str(inst_port)) for a in argv]
             proc = procs.spawn(inst_argv, env=child_env)
             started.append((f"instance {i + 1} (port {inst_port})", proc))

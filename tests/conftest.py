@@ -15,7 +15,8 @@ from tests.support.services import PrivateServices, Services, init_db, resolve_m
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Fail fast, before collection, on a LAB_TEST_PAIRS naming no declared pair."""
+    """Fail fast, before collection, on a LAB_TEST_PAIRS naming no declared pair or a declared
+    pair whose app does not exist."""
     try:
         pair_selection.select()
     except ValueError as exc:
@@ -25,25 +26,96 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     sel = pair_selection.select()
     lines = [
-        "conformance pairs: "
-        + (", ".join(p.id for p in sel.pairs if p.id in sel.selected) or "none")
+        "pairs: " + (", ".join(p.id for p in sel.pairs) or "none"),
+        "full shared-code tables on: " + ", ".join(p.id for p in sel.tables),
     ]
-    by_reason: dict[str, list[str]] = {}
-    for pair_id, reason in sel.left_out.items():
-        by_reason.setdefault(reason, []).append(pair_id)
-    for reason, ids in by_reason.items():
-        lines.append(f"conformance pairs left out ({reason}): {', '.join(ids)}")
+    if sel.left_out:
+        lines.append(f"pairs left out by LAB_TEST_PAIRS: {', '.join(sel.left_out)}")
     return lines
 
 
+def pair_of(item: pytest.Item) -> str | None:
+    """The id of the pair an item runs against (the conformance and reliability suites'
+    ``pair_id``, the fuzz suite's ``fuzz_pair``), or None."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "pair_id" in params:
+        return str(params["pair_id"])
+    if "fuzz_pair" in params:
+        return str(params["fuzz_pair"].id)
+    return None
+
+
+# First, so that pytest's -k and -m deselection cannot hide a pair that fell out of a
+# parametrization.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check that every test parametrized by pair covers exactly the pairs it should (every
+    selected pair, or one per framework for ``per_framework`` tests, of the frameworks a
+    ``frameworks`` marker names): a pair that falls out of the parametrization fails the run
+    instead of passing unseen."""
+    sel = pair_selection.select()
+    covered: dict[str, set[str]] = {}
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        pair_id = pair_of(item)
+        if pair_id is None:
+            continue
+        test = item.nodeid.split("[", 1)[0]
+        covered.setdefault(test, set()).add(pair_id)
+        wanted.setdefault(test, {p.id for p in sel.for_item(item)})
+    if wrong := pair_selection.uncovered(covered, wanted):
+        raise pytest.UsageError("tests do not cover their pairs:\n" + "\n".join(wrong))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n N --dist loadgroup`` (``nox -s tests``), one worker runs all of a
+    pair's tests, so it starts the pair's servers once (``tests/support/by_pair.py``)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.support.by_pair import ByPairScheduling
+
+    return ByPairScheduling(config, log)
+
+
+# (name, log path, whether the log holds a traceback) of every process a pytest-xdist worker
+# started, sent to the controlling process when the worker ends.
+_FROM_WORKERS: list[tuple[str, str, bool]] = []
+
+
+def _started_here() -> list[tuple[str, str, bool]]:
+    return [(p.name, str(p.log_path), "Traceback" in p.log_text()) for p in processes.STARTED]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker
+        workeroutput["lab_started"] = _started_here()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _FROM_WORKERS.extend(
+        tuple(row) for row in getattr(node, "workeroutput", {}).get("lab_started", [])
+    )
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Name the server logs that hold a traceback: not a failure by itself (a 500 is caught
-    by the client), but worth reading."""
-    noisy = [p for p in processes.STARTED if "Traceback" in p.log_text()]
+    """Count the processes the session started (launches are most of the suite's time), and
+    name the server logs that hold a traceback: not a failure by itself (a 500 is caught by
+    the client), but worth reading."""
+    started = _started_here() + _FROM_WORKERS
+    if started:
+        upstreams = sum(name.startswith("upstream") for name, _, _ in started)
+        terminalreporter.write_line(
+            f"processes started: {len(started)} "
+            f"({len(started) - upstreams} servers, {upstreams} upstreams)"
+        )
+    noisy = [(name, log) for name, log, traceback in started if traceback]
     if noisy:
         terminalreporter.section("server logs with tracebacks")
-        for proc in noisy:
-            terminalreporter.write_line(f"{proc.name}: {proc.log_path}")
+        for name, log in noisy:
+            terminalreporter.write_line(f"{name}: {log}")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from bench.checks import check_once
 from bench.targets import Target, floor_targets
 from lab import matrix
 from lab.scenarios import scenario
+from tests.support.client import TLS
 from tests.support.expect import json_body
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.servers import HOST, base_env
@@ -73,7 +74,7 @@ def test_a_floor_serves_the_bodies_its_pairs_serve(served: tuple[Target, str], d
     target, url = served
     assert target.floor is not None
     routes = target.floor.scenarios
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, verify=TLS) as client:
         for name in ("json", "json-work"):
             if name in routes:
                 assert json_body(client.get(scenario(name).path)) == HELLO, name

@@ -1,10 +1,10 @@
 """Fixtures of the black-box suite: one real server process per pair per configuration.
 
-``pair`` is parametrized at session scope over every pair ``lab.matrix`` declares, so pytest
-runs all of one pair's tests before the next pair's and each pair's default server starts
-once. Pairs whose app does not exist yet (or that ``LAB_TEST_PAIRS`` leaves out) are
-deselected at collection. Other configurations are started by the modules that need them,
-through the ``launch`` fixture.
+``pair`` is parametrized at session scope over the pairs ``tests.support.pairs`` selects (every
+declared pair, or ``LAB_TEST_PAIRS``; ``per_framework`` tests over one pair per framework,
+``frameworks(...)`` tests over those frameworks' pairs), so pytest runs all of one pair's tests
+before the next pair's and each pair's default server starts once. Other configurations are
+started by the modules that need them, through the ``launch`` fixture.
 """
 
 from __future__ import annotations
@@ -44,23 +44,11 @@ LIMITS = ServerConfig(
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Parametrized by id (a string): pytest groups items by a hashable parameter's value, so
-    # each pair's items run together and its session-scoped servers start once.
+    # each pair's items run together and its session-scoped servers start once, also when a
+    # ``per_framework`` test is parametrized over fewer pairs than its neighbours.
     if "pair_id" in metafunc.fixturenames:
-        ids = [p.id for p in pair_selection.select().pairs]
+        ids = [p.id for p in pair_selection.select().for_item(metafunc.definition)]
         metafunc.parametrize("pair_id", ids, ids=ids, scope="session")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (not skip) the items of pairs that do not run."""
-    selected = pair_selection.select().selected
-    keep, drop = [], []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        pair_id = callspec.params.get("pair_id") if callspec is not None else None
-        (drop if pair_id is not None and pair_id not in selected else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fixtures of the fuzz suite: one server per pair, started for the whole session.
+"""Fixtures of the fuzz suite: one server per pair it fuzzes, started for the whole session.
 
 The pairs are the conformance suite's (``tests.support.pairs.select``: every pair
 ``lab.matrix`` declares whose app exists, narrowed by ``LAB_TEST_PAIRS``) and the processes are
@@ -39,7 +39,7 @@ FUZZ_ENV = {
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "fuzz_pair" in metafunc.fixturenames:
-        sel = pair_selection.select()
+        pairs = pair_selection.select().for_item(metafunc.definition)
         # Indirect (through the ``fuzz_pair`` fixture below): pytest numbers a direct parameter
         # by its position in the cartesian product, so with a second parametrization (the fuzz
         # test's operations) the unhashable Pair values would get other numbers than in other
@@ -47,7 +47,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # would start the pair's server again. Its own name (not the conformance suite's
         # ``pair``) keeps pytest's grouping of the two suites' servers apart in one session.
         metafunc.parametrize(
-            "fuzz_pair", sel.pairs, ids=[p.id for p in sel.pairs], scope="session", indirect=True
+            "fuzz_pair", pairs, ids=[p.id for p in pairs], scope="session", indirect=True
         )
 
 
@@ -56,19 +56,6 @@ def fuzz_pair(request: pytest.FixtureRequest) -> matrix.Pair:
     """The framework x server pair of this test (parametrized by ``pytest_generate_tests``)."""
     value: matrix.Pair = request.param
     return value
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (not skip) the fuzz items of pairs that do not run."""
-    selected = pair_selection.select().selected
-    keep, drop = [], []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        pair = callspec.params.get("fuzz_pair") if callspec is not None else None
-        (drop if pair is not None and pair.id not in selected else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
 
 
 # --- processes: the conformance suite's launcher, with the fuzz run's configuration -------------

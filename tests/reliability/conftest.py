@@ -12,7 +12,6 @@ from tests.conformance.conftest import (  # noqa: F401  (fixtures and hooks, use
     launch,
     log_dir,
     pair,
-    pytest_collection_modifyitems,
     pytest_generate_tests,
     upstream,
 )

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from lab import matrix
+from tests.support.client import TLS
 from tests.support.hostile import Hostile, idle_connection_budget
 from tests.support.servers import Server, ServerConfig
 from tests.support.services import PrivateServices
@@ -56,7 +57,7 @@ class Good:
     """The well-behaved client: one keep-alive connection, /json and /health in turn."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=GOOD_TIMEOUT_S)
+        self.http = httpx.Client(base_url=url, timeout=GOOD_TIMEOUT_S, verify=TLS)
 
     def one(self, path: str) -> tuple[bool, float, str]:
         started = time.monotonic()

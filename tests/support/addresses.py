@@ -2,31 +2,46 @@
 
 Loopback is all of 127.0.0.0/8 on Linux, so a client socket bound to ``127.a.b.c`` is a
 different peer to the server. The starting point is random per session so a re-run inside the
-limiter's window does not meet its own earlier counters.
+limiter's window does not meet its own earlier counters; under pytest-xdist each worker draws
+from a slice of its own, since the workers share one Redis.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
+from collections.abc import Iterator
 
 __all__ = ["fresh_forwarded", "fresh_loopback"]
 
-_COUNTER = itertools.count(secrets.randbelow(1 << 20))
+_WORKERS = 8  # slices: enough for the suite's pytest-xdist workers
 
 
-def _spread(n: int) -> tuple[int, int, int]:
-    return (n >> 16) % 254 + 1, (n >> 8) % 256, n % 254 + 1
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3" under pytest-xdist
+    return int(worker.removeprefix("gw") or 0) % _WORKERS
+
+
+def _indices(space: int) -> Iterator[int]:
+    """Distinct numbers below ``space`` from a random start, within this worker's slice."""
+    share = space // _WORKERS
+    base, start = _worker_index() * share, secrets.randbelow(share)
+    return (base + (start + k) % share for k in itertools.count())
+
+
+_LOOPBACK = _indices(254 * 256 * 254)  # 127.1-254.0-255.1-254: never 127.0.0.1
+_FORWARDED = _indices(1 << 17)  # 198.18.0.0/15
 
 
 def fresh_loopback() -> str:
     """A loopback address no earlier call returned (never 127.0.0.1)."""
-    a, b, c = _spread(next(_COUNTER))
-    return f"127.{a}.{b}.{c}"
+    i = next(_LOOPBACK)
+    return f"127.{i // (256 * 254) + 1}.{i // 254 % 256}.{i % 254 + 1}"
 
 
 def fresh_forwarded() -> str:
     """An address from the benchmarking range 198.18.0.0/15 (RFC 2544) for
     ``X-Forwarded-For``, unique per call."""
-    a, b, c = _spread(next(_COUNTER))
-    return f"198.{18 + a % 2}.{b}.{c}"
+    i = next(_FORWARDED)
+    return f"198.{18 + (i >> 16)}.{i >> 8 & 255}.{i & 255}"

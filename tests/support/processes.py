@@ -8,7 +8,9 @@ at the end for clean exit and for processes left behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from .client import TLS
 
 __all__ = [
     "STARTED",
@@ -43,11 +47,29 @@ class ProcessError(AssertionError):
     """A managed process failed to start, died, or did not stop cleanly."""
 
 
+# Ports the suite hands to the processes it starts come from a slice of 20000-32767 per
+# pytest-xdist worker: below Linux's ephemeral range (32768-60999), where a port picked by
+# binding port 0 (the lab's own picks, every outgoing connection) lands, so concurrent workers
+# never pick the same port, nor the lab inside the servers they start. A port picked and
+# released by bind(0) can be handed out again before its user binds it, and was: a scale-out
+# instance once took the port its nginx was about to listen on.
+_PORTS_LOW, _PORTS_HIGH, _SLICES = 20_000, 32_768, 8
+_SLICE = (_PORTS_HIGH - _PORTS_LOW) // _SLICES
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % _SLICES
+_NEXT_PORT = itertools.count(secrets.randbelow(_SLICE))
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now: bind to port 0, read it, close."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port free now (it binds), the next of this worker's slice."""
+    for _ in range(_SLICE):
+        port = _PORTS_LOW + _WORKER * _SLICE + next(_NEXT_PORT) % _SLICE
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ProcessError(f"no free port in this worker's slice of {_SLICE}")
 
 
 def serve_argv(framework: str, server: str, *, host: str, port: int, workers: int) -> list[str]:
@@ -148,7 +170,7 @@ class ManagedProcess:
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         delay, last = 0.02, "no attempt"
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, verify=TLS) as client:
             while True:
                 if self.proc.poll() is not None:
                     raise ProcessError(

@@ -29,6 +29,7 @@ import httpx
 from lab import matrix
 
 from . import rules
+from .client import TLS
 
 __all__ = ["Answer", "Traffic", "figures_dir", "write_figures"]
 
@@ -100,7 +101,7 @@ class Traffic:
     async def _main(self) -> None:
         limits = httpx.Limits(max_connections=self.clients, max_keepalive_connections=self.clients)
         async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.timeout_s, limits=limits
+            base_url=self.base_url, timeout=self.timeout_s, limits=limits, verify=TLS
         ) as client:
             deadline = time.monotonic() + self.max_seconds
             await asyncio.gather(

@@ -39,6 +39,7 @@ from psycopg.rows import dict_row
 
 from common import compression, formats, negotiation, ratelimit, sql
 from common.aio.service import stream_events
+from tests.support.client import TLS
 from tests.support.services import Services
 
 pytestmark = pytest.mark.services
@@ -67,7 +68,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def asgi_client(app: Any) -> httpx.AsyncClient:
     """An in-process client; app exceptions become 500s, as a server would answer."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", verify=TLS)
 
 
 # ============================================================ 000 FastAPI scaling guide
@@ -350,7 +351,7 @@ def test_client_per_request_opens_a_connection_each_time(monkeypatch: pytest.Mon
 
         @app.get("/weather")
         async def get_weather(city: str) -> Any:
-            async with httpx.AsyncClient(timeout=2.0) as client:
+            async with httpx.AsyncClient(timeout=2.0, verify=TLS) as client:
                 r = await client.get(f"{base}/weather?city={city}")
             return r.json()
 
@@ -360,7 +361,7 @@ def test_client_per_request_opens_a_connection_each_time(monkeypatch: pytest.Mon
             per_request = server.connections
 
             server.connections = 0
-            async with httpx.AsyncClient(timeout=2.0) as shared:  # once, at start-up
+            async with httpx.AsyncClient(timeout=2.0, verify=TLS) as shared:  # once, at start-up
                 for _ in range(5):
                     r = await shared.get(f"{base}/weather", params={"city": "Madrid"})
                     assert r.json()["temp"] == 21
