@@ -21,9 +21,12 @@ __all__ = [
     "ROUTES",
     "STREAM_ACCEPT",
     "TASK_BODIES",
+    "UNKNOWN_PATHS",
     "BodyCase",
     "Case",
     "Route",
+    "oversize",
+    "within_limit",
 ]
 
 INT32_MAX = 2**31 - 1
@@ -125,12 +128,15 @@ def _v(section: str, path: str, where: str, name: str) -> Case:
 
 _IDS_101 = ",".join(str(i) for i in range(1, 102))
 
-BAD_REQUESTS: tuple[Case, ...] = (
-    # §2.1 routing
+# §2.1 routing: exact paths, whatever a server does with the path it was sent.
+UNKNOWN_PATHS: tuple[Case, ...] = (
     Case("§2.1", "GET", "/nope", 404, "not-found"),
     Case("§2.1", "GET", "/json/extra", 404, "not-found"),
     Case("§2.1", "GET", "/json/", 404, "not-found"),
     Case("§2.1", "GET", "/items/1/extra", 404, "not-found"),
+)
+
+BAD_REQUESTS: tuple[Case, ...] = (
     # §3.3 item by id
     _v("§3.3", "/items/abc", "path", "id"),
     _v("§3.3", "/items/1.5", "path", "id"),
@@ -322,6 +328,17 @@ ITEM_BODIES: tuple[BodyCase, ...] = (
     _b("string", b'"item"', _J, 422, "validation", ("body",)),
     _b("null", b"null", _J, 422, "validation", ("body",)),
 )
+
+
+def oversize(bodies: tuple[BodyCase, ...]) -> tuple[BodyCase, ...]:
+    """The bodies past the size limit: what a server's way of reading a body can change."""
+    return tuple(b for b in bodies if b.status == 413)
+
+
+def within_limit(bodies: tuple[BodyCase, ...]) -> tuple[BodyCase, ...]:
+    """The other bodies: the shared code's media type, JSON and validation rules."""
+    return tuple(b for b in bodies if b.status != 413)
+
 
 # --- §3.15 POST /tasks bodies (an empty body and {} are valid) --------------------------------
 

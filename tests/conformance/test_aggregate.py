@@ -103,6 +103,7 @@ def orphaned(pair, launch) -> Iterator[Server]:
         yield srv
 
 
+@pytest.mark.per_framework
 class TestPartialFailure:
     """An upstream answering 503 to every 3rd call: failures are listed, the answer is 200."""
 
@@ -119,6 +120,7 @@ class TestPartialFailure:
         assert [e["i"] for e in errors] == sorted(e["i"] for e in errors)
 
 
+@pytest.mark.per_framework
 class TestAllTimedOut:
     """A 500 ms per-call timeout against calls of 3000 ms."""
 
@@ -143,6 +145,7 @@ class TestAllTimedOut:
         assert errors == [] and len(results) == 5
 
 
+@pytest.mark.per_framework
 class TestUpstreamDown:
     """The upstream URL points at a port where nothing listens."""
 

@@ -9,7 +9,7 @@ import secrets
 import httpx
 import pytest
 
-from tests.support.client import LabClient, Raw
+from tests.support.client import TLS, LabClient, Raw
 from tests.support.expect import assert_media_type, json_body
 from tests.support.rules import etag_of
 
@@ -54,6 +54,7 @@ def test_miss_then_hit(client: LabClient, redis_client, item_id: int) -> None:
     assert second.headers["cache-control"] == first.headers["cache-control"]
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     "form",
     [
@@ -78,6 +79,7 @@ def test_if_none_match_gives_304(client: LabClient, item_id: int, form: str) -> 
     assert resp.headers.get("x-cache") in {"HIT", "MISS", "BYPASS"}
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     "form",
     ['"00000000000000000000000000000000"', 'W/"abc"', '"{bare}"x'],
@@ -91,6 +93,7 @@ def test_if_none_match_not_matching_gives_200(client: LabClient, item_id: int, f
     assert resp.body == first.body
 
 
+@pytest.mark.per_framework
 def test_not_found_is_not_cached(client: LabClient, redis_client) -> None:
     """SPEC §3.6: 404 as §3.3, and 404s are not cached."""
     redis_client.delete("lab:item:99999998")
@@ -126,7 +129,7 @@ def test_a_burst_beyond_the_redis_pool_is_still_served_from_the_cache(
     async def burst() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=24, max_keepalive_connections=0)
         async with httpx.AsyncClient(
-            base_url=limits_server.url, limits=limits, timeout=30, headers=IDENTITY
+            base_url=limits_server.url, limits=limits, timeout=30, headers=IDENTITY, verify=TLS
         ) as ac:
             return list(
                 await asyncio.gather(*(ac.get(f"/cached/items/{item_id}") for _ in range(24)))

@@ -38,6 +38,14 @@ def test_server_timing_is_a_duration(client: LabClient) -> None:
     assert 0 <= dur < 10_000, value
 
 
+@pytest.mark.parametrize("case", cases.UNKNOWN_PATHS, ids=lambda c: c.id)
+def test_unknown_paths_are_404_problems(client: LabClient, case: cases.Case) -> None:
+    """SPEC §2.1: routes are exact paths (no trailing slash, nothing after them)."""
+    resp = client.request(case.method, case.path, headers=dict(case.headers))
+    assert_problem(resp, case.status, case.slug, case.loc)
+
+
+@pytest.mark.per_framework
 @pytest.mark.parametrize("case", cases.BAD_REQUESTS, ids=lambda c: c.id)
 def test_bad_requests_are_problems(client: LabClient, case: cases.Case) -> None:
     """SPEC §2.1 with each endpoint's validation rules (§3.3-§3.15): status, problem type and
@@ -63,11 +71,14 @@ def test_wrong_method_is_405_with_allow(
 
 # Where an injected value goes, and what it may be answered with: path ids are either not
 # integers (422) or, after a server's path normalisation, no route (404); the TechEmpower
-# `queries` clamp turns any non-integer into 1 (§3.1).
-_INJECTION_TARGETS = [
+# `queries` clamp turns any non-integer into 1 (§3.1). Each server decodes a path its own
+# way, so the path targets run on every pair; the query values reach the shared parsers.
+_PATH_TARGETS = [
     ("path", "/items/{}", {404, 422}),
     ("path", "/cached/items/{}", {404, 422}),
     ("path", "/tasks/{}", {404, 422}),
+]
+_QUERY_TARGETS = [
     ("query", "/items?limit={}", {422}),
     ("query", "/items?after={}", {422}),
     ("query", "/items?category={}", {422}),
@@ -83,13 +94,30 @@ _INJECTION_TARGETS = [
 
 
 @pytest.mark.parametrize(
-    ("where", "template", "statuses"), _INJECTION_TARGETS, ids=[t for _, t, _ in _INJECTION_TARGETS]
+    ("where", "template", "statuses"), _PATH_TARGETS, ids=[t for _, t, _ in _PATH_TARGETS]
 )
-def test_injection_looking_values_are_rejected_not_500(
+def test_injection_looking_path_values_are_rejected_not_500(
     client: LabClient, where: str, template: str, statuses: set[int]
 ) -> None:
-    """SPEC §2.1: SQL-, script-, template-, NUL-, unicode- and oversize-looking values in path
-    and query parameters are refused as input (422/404), never a 500 or a stack trace."""
+    """SPEC §2.1: SQL-, script-, template-, NUL-, unicode- and oversize-looking values in a
+    path are refused as input (422/404), never a 500 or a stack trace."""
+    _assert_injections_rejected(client, where, template, statuses)
+
+
+@pytest.mark.per_framework
+@pytest.mark.parametrize(
+    ("where", "template", "statuses"), _QUERY_TARGETS, ids=[t for _, t, _ in _QUERY_TARGETS]
+)
+def test_injection_looking_query_values_are_rejected_not_500(
+    client: LabClient, where: str, template: str, statuses: set[int]
+) -> None:
+    """SPEC §2.1: the same values in query parameters."""
+    _assert_injections_rejected(client, where, template, statuses)
+
+
+def _assert_injections_rejected(
+    client: LabClient, where: str, template: str, statuses: set[int]
+) -> None:
     failures = []
     for value in cases.INJECTIONS:
         if where == "path":

@@ -29,6 +29,7 @@ def test_report_shape(client: LabClient, db) -> None:
         same_item(item, db_item(db, item["id"]))
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(("rows", "count"), [(None, 1000), (1, 1), (5000, 5000)])
 def test_report_rows_bounds(client: LabClient, rows: int | None, count: int) -> None:
     """SPEC §3.10: ``rows`` 1..5000, default 1000."""
@@ -53,6 +54,7 @@ def test_report_compressed_decodes_to_identity(client: LabClient, coding: str) -
     assert json_body(packed.body) == json_body(plain.body)
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("accept_encoding", "coding"),
     cases.ACCEPT_ENCODING,
@@ -89,6 +91,7 @@ def test_small_bodies_are_not_compressed(client: LabClient, path: str) -> None:
     assert "content-encoding" not in raw.headers
 
 
+@pytest.mark.per_framework
 def test_threshold_applies_by_length(client: LabClient) -> None:
     """SPEC §2.3: compressed exactly when the body is at least 1000 bytes: report sizes on
     both sides of the threshold."""
@@ -106,6 +109,7 @@ def test_threshold_applies_by_length(client: LabClient) -> None:
     assert sides == {True, False}, "the sizes did not straddle the threshold"
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize("accept", ["application/xml", "text/csv", "application/yaml"])
 def test_other_routes_are_compressed_too(client: LabClient, accept: str) -> None:
     """SPEC §2.3: compression applies to every route (here /products, over 1000 bytes)."""

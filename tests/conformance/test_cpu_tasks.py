@@ -23,6 +23,7 @@ TASK_DEADLINE_S = 15.0
 # --- §3.14 ------------------------------------------------------------------------------------
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize("n", [1, 2, 10, 1000, 54_321, 10_000_000])
 def test_cpu_result_is_the_formula(client: LabClient, n: int) -> None:
     """SPEC §3.14: ``{"n": n, "result": x}`` with x from the formula, n in 1..10,000,000."""
@@ -115,6 +116,7 @@ def _wait_done(get: Any, location: str) -> tuple[dict, list[str]]:
         time.sleep(0.02)
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize("n", [1, 1000, 250_000])
 def test_task_runs_to_the_formula(client: LabClient, n: int) -> None:
     """SPEC §3.15: 202 + ``Location: /tasks/<32 hex>``; polling it shows queued/running then
@@ -126,6 +128,7 @@ def test_task_runs_to_the_formula(client: LabClient, n: int) -> None:
     assert isinstance(body["created_at"], str) and body["created_at"], body
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("kwargs", "n"),
     [
@@ -157,10 +160,21 @@ def test_task_waits_its_delay(client: LabClient) -> None:
     assert body["result"] == {"n": 10, "result": cpu_result(10)}
 
 
-@pytest.mark.parametrize("case", cases.TASK_BODIES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", cases.oversize(cases.TASK_BODIES), ids=lambda c: c.id)
+def test_oversize_task_bodies_are_413(client: LabClient, case: cases.BodyCase) -> None:
+    """SPEC §3.15 with §2.1: too large → 413, on every server."""
+    _assert_rejected(client, case)
+
+
+@pytest.mark.per_framework
+@pytest.mark.parametrize("case", cases.within_limit(cases.TASK_BODIES), ids=lambda c: c.id)
 def test_task_rejections(client: LabClient, case: cases.BodyCase) -> None:
     """SPEC §3.15 with §2.1: invalid bodies (unknown fields, out of range) → 422 with loc;
-    malformed → 400; wrong type → 415; too large → 413."""
+    malformed → 400; wrong type → 415."""
+    _assert_rejected(client, case)
+
+
+def _assert_rejected(client: LabClient, case: cases.BodyCase) -> None:
     headers = {"Content-Type": case.content_type} if case.content_type else {}
     resp = client.post("/tasks", content=case.body, headers=headers)
     assert_problem(resp, case.status, case.slug, case.loc)

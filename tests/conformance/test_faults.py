@@ -21,7 +21,8 @@ from tests.support.rules import etag_of
 from tests.support.servers import Server, ServerConfig
 from tests.support.services import PrivateServices
 
-pytestmark = [pytest.mark.conformance, pytest.mark.services]
+# The degraded paths are the shared code's (common/), whatever the server: one pair per framework.
+pytestmark = [pytest.mark.conformance, pytest.mark.services, pytest.mark.per_framework]
 
 RECOVERY_S = 10.0
 FAIL_FAST_S = 5.0

@@ -29,6 +29,7 @@ MAX_BODY = 65_536
 # --- §3.3 -------------------------------------------------------------------------------------
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize("item_id", [1, 2, 777, 54_321, 100_000])
 def test_item_by_id_is_the_row(client: LabClient, db, item_id: int) -> None:
     """SPEC §3.3, §1: one item by primary key, equal to its database row."""
@@ -59,6 +60,7 @@ def test_first_page_defaults(client: LabClient) -> None:
     assert nxt == "/items?limit=20&after=20"
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize("limit", [1, 7, 100])
 def test_page_after(client: LabClient, db, limit: int) -> None:
     """SPEC §3.4: items with ``id > after`` ordered by id, ``limit`` of them (1..100)."""
@@ -68,6 +70,7 @@ def test_page_after(client: LabClient, db, limit: int) -> None:
     same_item(items[0], db_item(db, 501))
 
 
+@pytest.mark.per_framework
 def test_category_pages_followed_to_the_end(client: LabClient, db) -> None:
     """SPEC §3.4: following ``next`` (with ``&category=``) visits every item of the category
     after the start exactly once, in id order, and ends with ``next: null``."""
@@ -94,6 +97,7 @@ def test_category_pages_followed_to_the_end(client: LabClient, db) -> None:
     assert seen == want
 
 
+@pytest.mark.per_framework
 def test_next_is_null_exactly_at_the_end(client: LabClient, db) -> None:
     """SPEC §3.4: ``next`` is null when no item follows, even when the page is full (the lab
     fetches limit + 1 rows to know)."""
@@ -114,6 +118,7 @@ def test_next_is_null_exactly_at_the_end(client: LabClient, db) -> None:
     assert nxt is None
 
 
+@pytest.mark.per_framework
 def test_page_past_the_end_is_empty(client: LabClient) -> None:
     """SPEC §3.4: an ``after`` beyond every id gives an empty page and ``next: null``."""
     items, nxt = _page(client, "/items?after=2147483647")
@@ -123,6 +128,7 @@ def test_page_past_the_end_is_empty(client: LabClient) -> None:
 # --- §3.5 -------------------------------------------------------------------------------------
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("ids", "expected"),
     [
@@ -201,6 +207,7 @@ def test_create_item(client: LabClient, db, unique_name: str) -> None:
     same_item(item, db_item(db, item["id"]))
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("price", "stored"),
     [(0, 0), (7, 7), (19.999, 20), (0.004, 0), (1_000_000, 1_000_000), (999_999.99, 999_999.99)],
@@ -214,6 +221,7 @@ def test_create_item_price_bounds_and_rounding(
     assert json_body(resp)["price"] == stored
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize("name", ["x", "x" * 100, "日" * 100])
 def test_create_item_name_bounds(client: LabClient, name: str) -> None:
     """SPEC §3.13: name 1..100 characters (characters, not bytes)."""
@@ -222,6 +230,7 @@ def test_create_item_name_bounds(client: LabClient, name: str) -> None:
     assert json_body(resp)["name"] == name
 
 
+@pytest.mark.per_framework
 def test_create_item_content_type_parameters_allowed(client: LabClient) -> None:
     """SPEC §2.1: ``application/json`` with parameters is JSON."""
     resp = _post(
@@ -266,10 +275,22 @@ def test_wrong_method_comes_before_body_size(client: LabClient) -> None:
     assert_problem(resp, 405, "method-not-allowed")
 
 
-@pytest.mark.parametrize("case", cases.ITEM_BODIES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", cases.oversize(cases.ITEM_BODIES), ids=lambda c: c.id)
+def test_oversize_item_bodies_are_413(client: LabClient, case: cases.BodyCase) -> None:
+    """SPEC §2.1: the body limit comes before everything that looks at the body, on every
+    server (each reads the body its own way)."""
+    _assert_rejected(client, case)
+
+
+@pytest.mark.per_framework
+@pytest.mark.parametrize("case", cases.within_limit(cases.ITEM_BODIES), ids=lambda c: c.id)
 def test_create_item_rejections(client: LabClient, case: cases.BodyCase) -> None:
-    """SPEC §3.13 with §2.1's order 413 → 415 → 400 → 422: each bad body's status, problem
-    type and ``loc``."""
+    """SPEC §3.13 with §2.1's order 415 → 400 → 422: each bad body's status, problem type and
+    ``loc``."""
+    _assert_rejected(client, case)
+
+
+def _assert_rejected(client: LabClient, case: cases.BodyCase) -> None:
     resp = _post(client, case.body, case.content_type)
     doc = assert_problem(resp, case.status, case.slug, case.loc)
     assert not re.search(r"File \"|line \d+, in ", json.dumps(doc)), "stack trace in problem"

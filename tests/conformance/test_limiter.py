@@ -17,7 +17,7 @@ import pytest
 
 from lab import matrix
 from tests.support.addresses import fresh_forwarded, fresh_loopback
-from tests.support.client import check
+from tests.support.client import TLS, check
 from tests.support.expect import assert_problem, json_body
 from tests.support.servers import Server, ServerConfig
 
@@ -109,10 +109,10 @@ def test_limit_holds_across_workers(limits_server) -> None:
     address = fresh_loopback()
 
     async def burst() -> list[httpx.Response]:
-        transport = httpx.AsyncHTTPTransport(local_address=address)
+        transport = httpx.AsyncHTTPTransport(local_address=address, verify=TLS)
         limits = httpx.Limits(max_connections=LIMIT * 3, max_keepalive_connections=0)
         async with httpx.AsyncClient(
-            base_url=limits_server.url, transport=transport, limits=limits, timeout=30
+            base_url=limits_server.url, transport=transport, limits=limits, timeout=30, verify=TLS
         ) as ac:
             return list(await asyncio.gather(*(ac.get("/limited") for _ in range(LIMIT * 3))))
 
@@ -143,6 +143,7 @@ def two_instances(pair: matrix.Pair, launch) -> Iterator[tuple[Server, Server]]:
         yield first, second
 
 
+@pytest.mark.per_framework
 def test_limit_holds_across_two_instances(two_instances) -> None:
     """SPEC §3.7 across processes: 3 x limit concurrent requests of one client, spread over
     two instances, admit exactly ``limit`` within the window; every admitted request saw a
@@ -152,10 +153,12 @@ def test_limit_holds_across_two_instances(two_instances) -> None:
     limit, window = SHORT_LIMIT, SHORT_WINDOW
 
     async def burst() -> list[httpx.Response]:
-        transport = [httpx.AsyncHTTPTransport(local_address=address) for _ in two_instances]
+        transport = [
+            httpx.AsyncHTTPTransport(local_address=address, verify=TLS) for _ in two_instances
+        ]
         limits = httpx.Limits(max_connections=limit * 3, max_keepalive_connections=0)
         clients = [
-            httpx.AsyncClient(base_url=srv.url, transport=t, limits=limits, timeout=30)
+            httpx.AsyncClient(base_url=srv.url, transport=t, limits=limits, timeout=30, verify=TLS)
             for srv, t in zip(two_instances, transport, strict=True)
         ]
         try:
@@ -187,6 +190,7 @@ def test_limit_holds_across_two_instances(two_instances) -> None:
     assert sorted(remaining) == list(range(limit)), remaining
 
 
+@pytest.mark.per_framework
 def test_retry_after_is_truthful_across_two_instances(two_instances) -> None:
     """SPEC §3.7: a client refused on one instance is refused on the other too, and a
     request sent ``Retry-After`` seconds after the refusal is admitted again, by either

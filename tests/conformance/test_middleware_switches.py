@@ -3,7 +3,7 @@ documented, and the rest of the production stack still holds under it.
 
 One server per pair runs with ``LAB_TIMING=off`` and ``LAB_ACCESS_LOG=on`` together (the two
 are independent: one drops a header, the other writes to stderr); ``LAB_MIDDLEWARE=basehttp``
-gets its own start, which only FastAPI accepts.
+gets its own start on FastAPI's pairs, and each other framework's refusal is checked once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 
 from lab import matrix
 from tests.conformance.conftest import Launch
-from tests.support.client import LabClient
+from tests.support import pairs as pair_selection
+from tests.support.client import TLS, LabClient
 from tests.support.codecs import decode
 from tests.support.processes import ProcessError
 from tests.support.servers import Server, ServerConfig
@@ -58,7 +59,7 @@ def _wait_for(log: Path, want: dict[str, Any], timeout_s: float = 5.0) -> dict[s
 
 
 def test_timing_off_drops_server_timing(switched_server: Server) -> None:
-    with httpx.Client(base_url=switched_server.url) as http:
+    with httpx.Client(base_url=switched_server.url, verify=TLS) as http:
         for path, status in (("/json", 200), ("/no-such-route", 404)):
             resp = http.get(path, headers={"Accept-Encoding": "gzip"})
             assert resp.status_code == status
@@ -71,7 +72,7 @@ def test_timing_off_drops_server_timing(switched_server: Server) -> None:
 
 def test_access_log_writes_one_json_line_per_request(switched_server: Server) -> None:
     log = switched_server.process.log_path
-    with httpx.Client(base_url=switched_server.url) as http:
+    with httpx.Client(base_url=switched_server.url, verify=TLS) as http:
         marker = f"/items/{900_000 + int(time.time() * 1000) % 99_999}"  # a 404, unique per run
         before = len(_access_lines(log))
         assert http.get("/json").status_code == 200
@@ -95,13 +96,22 @@ def test_access_log_is_off_by_default(server: Server) -> None:
     assert _access_lines(server.process.log_path) == []
 
 
+# Frameworks refuse LAB_MIDDLEWARE=basehttp at import, whatever the server: checked once each.
+REFUSING = [p for p in pair_selection.select().tables if p.framework.name != "fastapi"]
+
+
+@pytest.mark.parametrize("refusing", REFUSING, ids=[p.framework.name for p in REFUSING])
+def test_basehttp_middleware_is_refused_by_the_others(
+    refusing: matrix.Pair, launch: Launch
+) -> None:
+    with pytest.raises(ProcessError, match="LAB_MIDDLEWARE=basehttp"), launch(refusing, BASEHTTP):
+        pass
+
+
+@pytest.mark.frameworks("fastapi")
 def test_basehttp_middleware(pair: matrix.Pair, launch: Launch) -> None:
     """FastAPI: the same rules through BaseHTTPMiddleware (the client's checks cover
-    Server-Timing, Vary and problem shapes on every response). Others refuse to start."""
-    if pair.framework.name != "fastapi":
-        with pytest.raises(ProcessError, match="LAB_MIDDLEWARE=basehttp"), launch(pair, BASEHTTP):
-            pass
-        return
+    Server-Timing, Vary and problem shapes on every response)."""
     with launch(pair, BASEHTTP) as srv, LabClient(srv.url) as client:
         assert client.get("/json").json() == {"message": "Hello, World!"}
         client.get("/no-such-route", allow=[404])

@@ -68,6 +68,7 @@ def reference(client: LabClient) -> list[dict[str, Any]]:
     return _rows("application/json", resp.content)
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("accept", "media"),
     cases.PRODUCTS_ACCEPT,

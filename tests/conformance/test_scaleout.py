@@ -28,7 +28,10 @@ from tests.support.processes import ManagedProcess, free_port, serve_argv
 from tests.support.servers import HOST, base_env
 from tests.support.services import Services
 
-pytestmark = pytest.mark.conformance
+# nginx in front of two instances: the topology and the shared Redis state are the same for
+# every server (each server's own stop is the in-flight stream test's), so one pair per
+# framework.
+pytestmark = [pytest.mark.conformance, pytest.mark.per_framework]
 
 LIMIT = 5
 INSTANCES = 2

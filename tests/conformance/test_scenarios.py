@@ -7,50 +7,37 @@ benchmark cells; the SPEC sections are those of each scenario's route.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 
 import pytest
 
 from lab import scenarios
+from tests.conformance.conftest import DEFAULT
 from tests.support import rules
 from tests.support.client import LabClient, Raw
-from tests.support.servers import Server, ServerConfig
+from tests.support.servers import Server, ServerConfig, ServersByConfig
 
 pytestmark = pytest.mark.conformance
 
 # Every scenario a pair is loaded with; ``floor_only`` ones are the floors' control, not the
 # contract (tests/bench/test_floors.py serves them).
 SCENARIOS = [s for s in scenarios.scenarios() if not s.floor_only]
-
-
-class _ServersByConfig:
-    """The default server, plus one per other configuration the scenarios name, started on
-    first use and stopped together."""
-
-    def __init__(self, pair, launch, default: Server) -> None:
-        self._pair, self._launch = pair, launch
-        self._servers: dict[str, Server] = {"": default}
-        self._stack = contextlib.ExitStack()
-
-    def for_scenario(self, sc: scenarios.Scenario) -> Server:
-        if sc.config not in self._servers:
-            config = ServerConfig("scenario-" + sc.id, sc.env)
-            self._servers[sc.config] = self._stack.enter_context(self._launch(self._pair, config))
-        return self._servers[sc.config]
-
-    def close(self) -> None:
-        self._stack.close()
+ON_DEFAULT = [s for s in SCENARIOS if not s.config]
+ON_OWN_CONFIG = [s for s in SCENARIOS if s.config]
 
 
 @pytest.fixture(scope="module")
-def scenario_servers(pair, launch, server: Server) -> Iterator[_ServersByConfig]:
-    servers = _ServersByConfig(pair, launch, server)
+def scenario_servers(pair, launch, server: Server) -> Iterator[ServersByConfig]:
+    servers = ServersByConfig(launch, pair, default=server)
     try:
         yield servers
     finally:
         servers.close()
+
+
+def _config(sc: scenarios.Scenario) -> ServerConfig:
+    return ServerConfig("scenario-" + sc.id, sc.env) if sc.config else DEFAULT
 
 
 def _request(client: LabClient, sc: scenarios.Scenario) -> Raw:
@@ -67,11 +54,24 @@ def _request(client: LabClient, sc: scenarios.Scenario) -> Raw:
     )
 
 
-@pytest.mark.parametrize("sc", SCENARIOS, ids=[s.id for s in SCENARIOS])
-def test_scenario(scenario_servers, sc: scenarios.Scenario) -> None:
+@pytest.mark.parametrize("sc", ON_DEFAULT, ids=[s.id for s in ON_DEFAULT])
+def test_scenario(scenario_servers: ServersByConfig, sc: scenarios.Scenario) -> None:
     """Each scenario's request passes its ``check`` and ``load`` (after one warm-up request,
     as the harness makes)."""
-    srv = scenario_servers.for_scenario(sc)
+    _check_scenario(scenario_servers.get(_config(sc)), sc)
+
+
+@pytest.mark.per_framework
+@pytest.mark.parametrize("sc", ON_OWN_CONFIG, ids=[s.id for s in ON_OWN_CONFIG])
+def test_scenario_with_its_own_settings(
+    scenario_servers: ServersByConfig, sc: scenarios.Scenario
+) -> None:
+    """The same for the scenarios that start the server with settings of their own (a limit
+    that admits all): what they change is the domain's, not the server's."""
+    _check_scenario(scenario_servers.get(_config(sc)), sc)
+
+
+def _check_scenario(srv: Server, sc: scenarios.Scenario) -> None:
     with srv.client() as c:
         _request(c, sc)  # warm-up (e.g. fills the cache for cached-items-hit)
         raw = _request(c, sc)

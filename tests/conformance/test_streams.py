@@ -76,6 +76,7 @@ def _assert_streamed(resp, *, vary: set[str]) -> None:
 # --- §3.8 -------------------------------------------------------------------------------------
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("accept", "media"), cases.STREAM_ACCEPT, ids=[a or "absent" for a, _ in cases.STREAM_ACCEPT]
 )

@@ -3,8 +3,10 @@ the contract on the routes the switch affects, with the bytes of the default ser
 switch promises them, and shows the switch's own effect; a framework the switch does not apply
 to refuses to start with it.
 
-One server per pair per switch value, started for the test and stopped after it; the default
-server of the session (``server``) is the reference for identical bodies.
+Switches that cannot change what each other's tests observe share one server per pair (a
+group, started on first use and stopped with the module); the default server of the session
+(``server``) is the reference for identical bodies. A switch that applies to some frameworks
+runs on their pairs, and each other framework's refusal is checked once.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import Any
 import pytest
 
 from lab import matrix
+from tests.conformance.conftest import Launch
+from tests.support import pairs as pair_selection
 from tests.support.addresses import fresh_loopback
 from tests.support.client import LabClient, Raw
 from tests.support.expect import assert_problem, json_body
 from tests.support.processes import ProcessError
-from tests.support.servers import Server, ServerConfig
+from tests.support.servers import Server, ServerConfig, ServersByConfig
 
 pytestmark = pytest.mark.conformance
 
@@ -36,29 +40,53 @@ STREAM_TYPES = ("application/x-ndjson", "application/json", "text/csv")
 class Switch:
     name: str
     value: str
+    # Switches of one group share a server: each group's switches touch disjoint routes or
+    # promise the default server's bytes, so none changes what another's test observes.
+    group: str
     # Frameworks the value applies to (None: all); the others must refuse to start with it.
     only: frozenset[str] | None = None
+    # Settings its test needs beside the switch itself.
+    extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
         return f"{self.name.removeprefix('LAB_').lower()}={self.value}"
 
 
+ASYNC = frozenset({"fastapi", "litestar", "aiohttp"})
+
 SWITCHES = [
-    Switch("LAB_JSON_CODEC", "stdlib"),
-    Switch("LAB_DB_POOL", "connect"),
-    Switch("LAB_DB_RESET", "rollback", frozenset({"fastapi", "litestar", "aiohttp"})),
-    Switch("LAB_CACHE", "none"),
-    Switch("LAB_CACHE", "local"),
-    Switch("LAB_HTTP_CACHE", "off"),
-    Switch("LAB_BATCH_QUERY", "n_plus_one"),
-    Switch("LAB_PAGINATION", "offset"),
-    Switch("LAB_STREAMING", "off"),
-    Switch("LAB_UPSTREAM_CLIENT", "blocking", frozenset({"fastapi", "litestar", "aiohttp"})),
-    Switch("LAB_HANDLERS", "sync", frozenset({"fastapi"})),
-    Switch("LAB_LIMITER", "off"),
-    Switch("LAB_MAX_INFLIGHT", "1", frozenset({"fastapi", "litestar", "aiohttp"})),
+    # Promise the default's bytes (on the routes the others' tests read); the HTTP cache
+    # switch reads through the Redis cache as the default server does.
+    Switch("LAB_JSON_CODEC", "stdlib", "same-bytes"),
+    Switch("LAB_DB_POOL", "connect", "same-bytes"),
+    Switch("LAB_HTTP_CACHE", "off", "same-bytes"),
+    Switch("LAB_BATCH_QUERY", "n_plus_one", "same-bytes"),
+    Switch("LAB_STREAMING", "off", "same-bytes"),
+    # The pool's reset (a pool, unlike `connect`), the local cache, the fan-out's client and
+    # the limiter: four routes apart.
+    Switch("LAB_DB_RESET", "rollback", "local-cache", ASYNC),
+    Switch("LAB_CACHE", "local", "local-cache"),
+    Switch("LAB_UPSTREAM_CLIENT", "blocking", "local-cache", ASYNC),
+    Switch("LAB_LIMITER", "off", "local-cache", extra=(("LAB_RATE_LIMIT", "2/60s"),)),
+    # No cache, offset pages (a category's `next` counts rows, so its bytes differ), admission
+    # and FastAPI's `def` handlers: every request of their tests is sent alone, so one in
+    # flight at a time refuses none of them. The admission test holds a fan-out in flight for
+    # seconds (the default deadline is 1 s per call).
+    Switch("LAB_CACHE", "none", "sequential"),
+    Switch("LAB_PAGINATION", "offset", "sequential"),
+    Switch("LAB_MAX_INFLIGHT", "1", "sequential", ASYNC, (("LAB_UPSTREAM_TIMEOUT_MS", "10000"),)),
+    Switch("LAB_HANDLERS", "sync", "sequential", frozenset({"fastapi"})),
 ]
+
+
+def group_config(group: str, framework: str) -> ServerConfig:
+    """The server of one group for one framework: the group's switches that apply to it."""
+    env: dict[str, str] = {}
+    for s in SWITCHES:
+        if s.group == group and (s.only is None or framework in s.only):
+            env |= {s.name: s.value, **dict(s.extra)}
+    return ServerConfig(f"switches-{group}", env)
 
 
 class Pair:
@@ -82,42 +110,70 @@ class Pair:
         return got
 
 
+@pytest.fixture(scope="module")
+def group_servers(pair: matrix.Pair, launch: Launch) -> Iterator[ServersByConfig]:
+    servers = ServersByConfig(launch, pair)
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
 @pytest.fixture
 def switched(
-    request: pytest.FixtureRequest, pair: matrix.Pair, launch: Callable[..., Any], server: Server
-) -> Iterator[Pair | None]:
-    """The pair started with the switch (and the default server beside it); None when the
-    switch does not apply to the pair's framework, after asserting that the server refused
-    to start with it (SPEC §6)."""
+    request: pytest.FixtureRequest,
+    pair: matrix.Pair,
+    group_servers: ServersByConfig,
+    server: Server,
+) -> Iterator[Pair]:
+    """The pair's server with the switch's group switched on, and the default server."""
     switch: Switch = request.param
-    env = {switch.name: switch.value, **EXTRA_ENV.get(switch, {})}
-    config = ServerConfig(switch.id.replace("=", "-"), env)
-    if switch.only is not None and pair.framework.name not in switch.only:
-        with (
-            pytest.raises(ProcessError, match=rf"{switch.name}={switch.value} applies only to"),
-            launch(pair, config),
-        ):
-            pass
-        yield None
-        return
-    with launch(pair, config) as srv, server.client() as default, srv.client() as client:
+    srv = group_servers.get(group_config(switch.group, pair.framework.name))
+    with server.client() as default, srv.client() as client:
         yield Pair(default, client)
 
 
-def by_switch(*values: Switch) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("switched", values, ids=[s.id for s in values], indirect=True)
+def by_switch(value: Switch) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Run the test with the switch, on the pairs of the frameworks it applies to."""
+
+    def mark(test: Callable[..., None]) -> Callable[..., None]:
+        test = pytest.mark.parametrize("switched", [value], ids=[value.id], indirect=True)(test)
+        if value.only is not None:
+            test = pytest.mark.frameworks(*sorted(value.only))(test)
+        return test
+
+    return mark
 
 
 def switch(name: str, value: str) -> Switch:
     return next(s for s in SWITCHES if s.name == name and s.value == value)
 
 
-# Settings a switch's test needs beside the switch itself.
-EXTRA_ENV: dict[Switch, dict[str, str]] = {
-    switch("LAB_LIMITER", "off"): {"LAB_RATE_LIMIT": "2/60s"},  # a limit it would enforce
-    # room for a fan-out held in flight for seconds (the default deadline is 1 s per call)
-    switch("LAB_MAX_INFLIGHT", "1"): {"LAB_UPSTREAM_TIMEOUT_MS": "10000"},
-}
+# (pair, switch): the switch refused by the pair's framework, on the one pair per framework that
+# runs the full tables (the refusal is the app's, at import, whatever the server).
+REFUSALS = [
+    (pair, s)
+    for s in SWITCHES
+    if s.only is not None
+    for pair in pair_selection.select().tables
+    if pair.framework.name not in s.only
+]
+
+
+@pytest.mark.parametrize(
+    ("refusing", "refused"), REFUSALS, ids=[f"{p.framework.name}-{s.id}" for p, s in REFUSALS]
+)
+def test_a_switch_that_does_not_apply_is_refused_at_start(
+    refusing: matrix.Pair, refused: Switch, launch: Launch
+) -> None:
+    """SPEC §6: a framework the switch does not apply to refuses to start with it, saying so."""
+    pair = refusing
+    config = ServerConfig(f"refused-{refused.id}", {refused.name: refused.value})
+    with (
+        pytest.raises(ProcessError, match=rf"{refused.name}={refused.value} applies only to"),
+        launch(pair, config),
+    ):
+        pass
 
 
 def _fresh_item(redis_client) -> int:
@@ -175,17 +231,21 @@ def test_stdlib_json_writes_the_same_bytes(switched: Pair) -> None:
 # -- LAB_DB_POOL, LAB_DB_RESET -----------------------------------------------------------------
 
 
-@by_switch(switch("LAB_DB_POOL", "connect"), switch("LAB_DB_RESET", "rollback"))
-def test_other_connection_handling_serves_every_db_route(
-    switched: Pair | None, redis_client
-) -> None:
-    """SPEC §6: a fresh PostgreSQL connection per request (``LAB_DB_POOL=connect``), or a
-    pool that lends its connections back without asyncpg's reset query
-    (``LAB_DB_RESET=rollback``; Flask refuses it), on every route that reads or writes
-    PostgreSQL; same bodies as the default server."""
-    if switched is None:
-        return
-    p = switched
+@by_switch(switch("LAB_DB_POOL", "connect"))
+def test_a_connection_per_request_serves_every_db_route(switched: Pair, redis_client) -> None:
+    """SPEC §6: a fresh PostgreSQL connection per request (``LAB_DB_POOL=connect``)."""
+    _serves_every_db_route(switched, redis_client)
+
+
+@by_switch(switch("LAB_DB_RESET", "rollback"))
+def test_a_pool_reset_by_rollback_serves_every_db_route(switched: Pair, redis_client) -> None:
+    """SPEC §6: a pool that lends its connections back without asyncpg's reset query
+    (``LAB_DB_RESET=rollback``; Flask refuses it)."""
+    _serves_every_db_route(switched, redis_client)
+
+
+def _serves_every_db_route(p: Pair, redis_client: Any) -> None:
+    """Every route that reads or writes PostgreSQL; same bodies as the default server."""
     _same_items_and_problems(p)
     _same_streams(p)
     p.same("/fortunes")
@@ -344,10 +404,8 @@ def test_unstreamed_body_is_the_stream(switched: Pair) -> None:
 
 
 @by_switch(switch("LAB_UPSTREAM_CLIENT", "blocking"))
-def test_blocking_upstream_client(switched: Pair | None) -> None:
+def test_blocking_upstream_client(switched: Pair) -> None:
     """SPEC §6: the same body shape, the calls one after another (so at least n x delay)."""
-    if switched is None:
-        return  # Flask: the fixture asserted that the server refused to start
     p = switched
     n, delay_ms = 4, 50
     body = json_body(p.switched.get(f"/aggregate?n={n}&delay_ms={delay_ms}"))
@@ -363,11 +421,9 @@ def test_blocking_upstream_client(switched: Pair | None) -> None:
 
 
 @by_switch(switch("LAB_UPSTREAM_CLIENT", "blocking"))
-def test_blocking_upstream_client_stalls_the_worker(switched: Pair | None) -> None:
+def test_blocking_upstream_client_stalls_the_worker(switched: Pair) -> None:
     """The point of the experiment: while a blocking fan-out runs (4 x 250 ms), the worker's
     event loop answers nothing else, so a /json sent meanwhile waits for it to finish."""
-    if switched is None:
-        return  # Flask: the fixture asserted that the server refused to start
     url = switched.switched.base_url
     with ThreadPoolExecutor(1) as pool, LabClient(url) as c:
         fan_out = pool.submit(c.get, "/aggregate?n=4&delay_ms=250")
@@ -385,10 +441,8 @@ def test_blocking_upstream_client_stalls_the_worker(switched: Pair | None) -> No
 
 
 @by_switch(switch("LAB_HANDLERS", "sync"))
-def test_sync_handlers(switched: Pair | None) -> None:
+def test_sync_handlers(switched: Pair) -> None:
     """SPEC §6 (FastAPI): ``def`` routes on the sync twin answer as the async ones."""
-    if switched is None:
-        return  # not FastAPI: the fixture asserted that the server refused to start
     p = switched
     for path in ("/items/1", "/items/99999"):
         p.same(path)
@@ -419,12 +473,10 @@ def test_limiter_off(switched: Pair, server: Server) -> None:
 
 
 @by_switch(switch("LAB_MAX_INFLIGHT", "1"))
-def test_in_flight_limit_sheds_the_excess(switched: Pair | None) -> None:
+def test_in_flight_limit_sheds_the_excess(switched: Pair) -> None:
     """SPEC §6: while one request is in flight (a 3 s fan-out) a second is refused at once,
     with the 503 ``overloaded`` problem and ``Retry-After: 1``, but ``/health`` is answered; the
     one in flight is answered in full, and then the worker admits again."""
-    if switched is None:
-        return  # Flask: the fixture asserted that the server refused to start
     url = switched.switched.base_url
     with ThreadPoolExecutor(1) as pool, LabClient(url) as c, LabClient(url) as other:
         fan_out = pool.submit(c.get, "/aggregate?n=2&delay_ms=3000")

@@ -46,6 +46,7 @@ def test_db(client: LabClient) -> None:
     _assert_world(json_body(resp))
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("query", "count"), cases.QUERIES_CLAMP, ids=[q or "absent" for q, _ in cases.QUERIES_CLAMP]
 )
@@ -60,6 +61,7 @@ def test_queries_clamp(client: LabClient, query: str, count: int) -> None:
         _assert_world(row)
 
 
+@pytest.mark.per_framework
 @pytest.mark.parametrize(
     ("query", "count"), [("queries=20", 20), ("queries=foo", 1), ("queries=501", 500)]
 )

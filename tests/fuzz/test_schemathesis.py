@@ -1,7 +1,9 @@
 """schemathesis against every pair, driven by ``openapi.yaml`` (docs/openapi.md).
 
-One test per (pair, operation): ``LAB_FUZZ_EXAMPLES`` generated requests (default 25), positive
-and negative (schema-violating) alike, each response checked for: no 5xx, a documented status,
+One test per (pair, operation), on one pair per framework (the generated values reach the
+shared parsers; ``tests/support/pairs.py`` spreads those pairs over four servers):
+``LAB_FUZZ_EXAMPLES`` generated requests (default 25), positive and negative (schema-violating)
+alike, each response checked for: no 5xx, a documented status,
 a documented content type, a body valid for the documented schema, the documented headers.
 
 The run is bounded in time, not only in count: ``CAPS`` lowers the values that only make a
@@ -323,6 +325,7 @@ def http(fuzz_server: FuzzServer) -> Any:
 
 
 @pytest.mark.conformance
+@pytest.mark.per_framework
 @pytest.mark.parametrize("label", list(OPERATIONS))
 def test_fuzz(
     fuzz_pair: matrix.Pair, fuzz_server: FuzzServer, http: requests.Session, label: str

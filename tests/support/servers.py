@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,15 @@ from .client import LabClient
 from .processes import ManagedProcess, ProcessError, free_port, serve_argv, upstream_argv
 from .services import Services
 
-__all__ = ["CONTROLLED", "HOST", "Server", "ServerConfig", "running_pair", "running_upstream"]
+__all__ = [
+    "CONTROLLED",
+    "HOST",
+    "Server",
+    "ServerConfig",
+    "ServersByConfig",
+    "running_pair",
+    "running_upstream",
+]
 
 HOST = "127.0.0.1"
 
@@ -72,6 +80,33 @@ class Server:
 
     def client(self, **kwargs: Any) -> LabClient:
         return LabClient(self.url, **kwargs)
+
+
+class ServersByConfig:
+    """One pair's servers for a module, one per configuration (by name), each started on its
+    first use and all stopped together; ``default`` (the session's server) answers for its
+    own configuration."""
+
+    def __init__(
+        self,
+        launch: Callable[[matrix.Pair, ServerConfig], contextlib.AbstractContextManager[Server]],
+        pair: matrix.Pair,
+        default: Server | None = None,
+    ) -> None:
+        self._launch, self._pair = launch, pair
+        self._servers: dict[str, Server] = {}
+        if default is not None:
+            self._servers[default.config.name] = default
+        self._stack = contextlib.ExitStack()
+
+    def get(self, config: ServerConfig) -> Server:
+        if config.name not in self._servers:
+            server = self._stack.enter_context(self._launch(self._pair, config))
+            self._servers[config.name] = server
+        return self._servers[config.name]
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def base_env() -> dict[str, str]:
