@@ -209,3 +209,49 @@ def test_init_db_reseeds_a_changed_sample_row(scratch_url: str) -> None:
     _run(scratch_url, "UPDATE items SET name = 'edited' WHERE id = 98", fetch="execute")
     seed.init_db(scratch_url)
     assert _run(scratch_url, "SELECT name FROM items WHERE id = 98") == seed.item_row(98)[1]
+
+
+FINGERPRINT = (
+    "SELECT md5(string_agg(concat_ws('|', id, name, category, price, description, created_at),"
+    " E'\\n' ORDER BY id)) FROM items WHERE id <= 100000"
+)
+
+
+@pytest.mark.services
+def test_a_reseed_copies_the_cached_rows_without_generating_them(
+    scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first seed writes the generated rows to the cache; a later one loads them from
+    there, and the table holds exactly the rows generating them gives."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seed.init_db(scratch_url)
+    cached = sorted(p.name for p in (tmp_path / "pyweb-lab").iterdir())
+    assert [name.split("-")[1] for name in cached] == ["fortune", "items", "world"]
+    generated = _run(scratch_url, FINGERPRINT)
+
+    _run(scratch_url, "DELETE FROM items WHERE id BETWEEN 10 AND 20", fetch="execute")
+
+    def no_generating(item_id: int) -> seed.ItemRow:
+        raise AssertionError("item rows generated although the cache holds them")
+
+    monkeypatch.setattr(seed, "item_row", no_generating)
+    seed.init_db(scratch_url)
+    assert _run(scratch_url, FINGERPRINT) == generated
+
+
+@pytest.mark.services
+def test_a_cache_file_with_other_rows_is_not_trusted(
+    scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache file whose rows are not the generator's (edited by hand, from another
+    version) is dropped and the rows are generated instead."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seed.init_db(scratch_url)
+    generated = _run(scratch_url, FINGERPRINT)
+    items = next((tmp_path / "pyweb-lab").glob("seed-items-*.csv"))
+    items.write_text(items.read_text().replace("Heavy", "Light"))
+
+    _run(scratch_url, "DELETE FROM items WHERE id = 1", fetch="execute")
+    seed.init_db(scratch_url)
+    assert _run(scratch_url, FINGERPRINT) == generated
+    assert not items.exists()
