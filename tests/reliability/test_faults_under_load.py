@@ -26,7 +26,7 @@ import pytest
 
 from lab import matrix
 from tests.support.processes import ManagedProcess, free_port, upstream_argv
-from tests.support.servers import HOST, Server, ServerConfig, base_env
+from tests.support.servers import HOST, Server, ServerConfig, base_env, contract_db_pool
 from tests.support.services import PrivateServices
 from tests.support.traffic import Answer, Traffic, count_by_route, latency_summary, write_figures
 
@@ -42,6 +42,7 @@ CONFIG = ServerConfig(
         # High enough that the load never meets the limit: /limited shows only the limiter's
         # Redis state (counted or fail-open), not 429s.
         "LAB_RATE_LIMIT": "1000000/60s",
+        **contract_db_pool(),
     },
 )
 BASELINE_S = 2.0

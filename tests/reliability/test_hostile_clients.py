@@ -24,7 +24,7 @@ import pytest
 from lab import matrix
 from tests.support.client import TLS
 from tests.support.hostile import Hostile, idle_connection_budget
-from tests.support.servers import Server, ServerConfig
+from tests.support.servers import Server, ServerConfig, contract_db_pool
 from tests.support.services import PrivateServices
 from tests.support.traffic import latency_summary, write_figures
 
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.reliability]
 GOOD_TIMEOUT_S = 5.0
 PHASE_S = 4.0
 RECOVER_S = 15.0
-CONFIG = ServerConfig("hostile")
+CONFIG = ServerConfig("hostile", contract_db_pool())
 # SPEC.md D3: servers whose request handling blocks a worker (or a worker's thread) for as
 # long as a client takes to send its headers. 50 slow clients exceed gunicorn's sync worker
 # (1 connection at a time) and its gthread worker (8 threads).

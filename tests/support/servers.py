@@ -4,12 +4,14 @@ configuration, and the upstream service of SPEC §3.12."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.settings import Settings
 from lab import matrix
 
 from .client import LabClient
@@ -109,8 +111,25 @@ class ServersByConfig:
         self._stack.close()
 
 
+# Connections each server worker's pool opens at start, unless the run or the configuration
+# sets its own: the parallel workers run up to four pairs at once against one PostgreSQL, each
+# pair with up to seven server processes alive (the default, two-worker and switched servers
+# beside a module's own), and the contract's ten each overran a stock max_connections of 100.
+# The conformance tests send a pair's database requests one at a time; the reliability
+# suite's load, on private services, sets the contract's own size.
+TEST_DB_POOL_SIZE = "2"
+
+
+def contract_db_pool() -> dict[str, str]:
+    """``LAB_DB_POOL_SIZE`` as the run sets it, else the contract's default: for a
+    configuration under load on private services."""
+    default = next(f.default for f in dataclasses.fields(Settings) if f.name == "db_pool_size")
+    return {"LAB_DB_POOL_SIZE": os.environ.get("LAB_DB_POOL_SIZE", str(default))}
+
+
 def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    env.setdefault("LAB_DB_POOL_SIZE", TEST_DB_POOL_SIZE)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
