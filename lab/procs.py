@@ -26,12 +26,22 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["Stopped", "free_port", "py_spy", "spawn", "stop_group", "stop_tree", "wait_http_ok"]
+__all__ = [
+    "Stopped",
+    "die_with_parent",
+    "free_port",
+    "py_spy",
+    "spawn",
+    "stop_group",
+    "stop_tree",
+    "wait_http_ok",
+]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when its parent dies (Linux), orphans never."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -52,7 +62,7 @@ def spawn(
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -4,6 +4,7 @@ connections to them for checks the HTTP surface cannot make, and the pair report
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,9 +102,20 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Count the processes the session started (launches are most of the suite's time), and
-    name the server logs that hold a traceback: not a failure by itself (a 500 is caught by
-    the client), but worth reading."""
+    """Where the time went, by module (setup, call and teardown, summed over the workers),
+    and how many processes the session started (launches are much of it); then the server
+    logs that hold a traceback: not a failure by itself (a 500 is caught by the client), but
+    worth reading."""
+    by_module: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                by_module[report.nodeid.split("::", 1)[0]] += report.duration
+    if by_module:
+        terminalreporter.section("seconds by module (summed over workers)")
+        for module, seconds in by_module.most_common(15):
+            terminalreporter.write_line(f"{seconds:8.1f}  {module}")
+        terminalreporter.write_line(f"{sum(by_module.values()):8.1f}  all {len(by_module)}")
     started = _started_here() + _FROM_WORKERS
     if started:
         upstreams = sum(name.startswith("upstream") for name, _, _ in started)

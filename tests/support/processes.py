@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from lab.procs import die_with_parent
+
 from .client import TLS
 
 __all__ = [
@@ -157,6 +159,8 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A worker killed outright (a CI phase past its bound) takes its servers along.
+            preexec_fn=die_with_parent,
         )
         try:
             self._wait_ready(ready_timeout_s)
