@@ -1,7 +1,8 @@
 """Fixtures of the fuzz suite: one server per pair it fuzzes, started for the whole session.
 
 The pairs are chosen as the conformance suite's are (``tests.support.pairs``: the fuzz tests
-are ``per_framework``, so one pair per framework) and the processes are its ``ManagedProcess`` (own session, log file, ``/health`` polled, SIGTERM then SIGKILL, no
+are ``per_framework``, so one pair per framework) and the processes are its
+``ManagedProcess`` (own session, log file, ``/health`` polled, SIGTERM then SIGKILL, no
 process left behind). The launcher itself is a small local one: the conformance suite's
 ``launch`` fixture lives in ``tests/conformance/conftest.py``, which does not apply here.
 
