@@ -13,20 +13,21 @@ import os
 import secrets
 from collections.abc import Iterator
 
-__all__ = ["fresh_forwarded", "fresh_loopback"]
+__all__ = ["WORKER_SLICES", "fresh_forwarded", "fresh_loopback", "worker_index"]
 
-_WORKERS = 8  # slices: enough for the suite's pytest-xdist workers
+WORKER_SLICES = 8  # of addresses and ports: enough for the suite's pytest-xdist workers
 
 
-def _worker_index() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3" under pytest-xdist
-    return int(worker.removeprefix("gw") or 0) % _WORKERS
+def worker_index() -> int:
+    """This pytest-xdist worker's number (``gw3``: 3; 0 without workers), below 8."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0) % WORKER_SLICES
 
 
 def _indices(space: int) -> Iterator[int]:
     """Distinct numbers below ``space`` from a random start, within this worker's slice."""
-    share = space // _WORKERS
-    base, start = _worker_index() * share, secrets.randbelow(share)
+    share = space // WORKER_SLICES
+    base, start = worker_index() * share, secrets.randbelow(share)
     return (base + (start + k) % share for k in itertools.count())
 
 

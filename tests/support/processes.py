@@ -25,6 +25,7 @@ import psutil
 
 from lab.procs import die_with_parent
 
+from .addresses import WORKER_SLICES, worker_index
 from .client import TLS
 
 __all__ = [
@@ -55,16 +56,15 @@ class ProcessError(AssertionError):
 # never pick the same port, nor the lab inside the servers they start. A port picked and
 # released by bind(0) can be handed out again before its user binds it, and was: a scale-out
 # instance once took the port its nginx was about to listen on.
-_PORTS_LOW, _PORTS_HIGH, _SLICES = 20_000, 32_768, 8
-_SLICE = (_PORTS_HIGH - _PORTS_LOW) // _SLICES
-_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % _SLICES
+_PORTS_LOW, _PORTS_HIGH = 20_000, 32_768
+_SLICE = (_PORTS_HIGH - _PORTS_LOW) // WORKER_SLICES
 _NEXT_PORT = itertools.count(secrets.randbelow(_SLICE))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port free now (it binds), the next of this worker's slice."""
     for _ in range(_SLICE):
-        port = _PORTS_LOW + _WORKER * _SLICE + next(_NEXT_PORT) % _SLICE
+        port = _PORTS_LOW + worker_index() * _SLICE + next(_NEXT_PORT) % _SLICE
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
