@@ -28,12 +28,14 @@ __all__ = [
     "find_wrk",
     "parse_result",
     "run_load",
+    "run_tool",
     "wrk_env",
     "wrk_version",
 ]
 
 LUA_SCRIPT = Path(__file__).with_name("lua") / "lab.lua"
 FORMAT = "lab-wrk/1"
+RATE_FORMAT = "lab-loadgen/1"  # bench/loadgen.c, the fixed-rate generator
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 PERCENTILES = ("p50", "p75", "p90", "p99", "p99_9")
 
@@ -57,6 +59,14 @@ class LoadResult:
     mismatches: int = 0
     threads: int = 1
     response_hook: bool = True
+    # Fixed-rate runs only (lab-loadgen): the offered rate, the requests due in the window
+    # that never went out, and the latency from the actual send and the generator's own lag
+    # (``latency_us`` is then measured from each request's intended send time).
+    offered_rps: float | None = None
+    unsent: int = 0
+    service_latency_us: dict[str, float] | None = None
+    send_lag_us: dict[str, float] | None = None
+    scheduling: str | None = None  # the generator's own: fifo, nice-10 or normal
 
     @property
     def rps(self) -> float:
@@ -87,6 +97,17 @@ class LoadResult:
             "mismatches": self.mismatches,
             "threads": self.threads,
             "response_hook": self.response_hook,
+            **(
+                {}
+                if self.offered_rps is None
+                else {
+                    "offered_rps": self.offered_rps,
+                    "unsent": self.unsent,
+                    "service_latency_us": self.service_latency_us,
+                    "send_lag_us": self.send_lag_us,
+                    "scheduling": self.scheduling,
+                }
+            ),
         }
 
 
@@ -96,8 +117,9 @@ def parse_result(text: str) -> LoadResult:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoadError(f"the load tool's JSON does not parse: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise LoadError(f"the load tool's JSON is not {FORMAT}")
+    if not isinstance(data, dict) or data.get("format") not in (FORMAT, RATE_FORMAT):
+        raise LoadError(f"the load tool's JSON is not {FORMAT} or {RATE_FORMAT}")
+    fixed_rate = data["format"] == RATE_FORMAT
     try:
         errors = {k: int(data["errors"].get(k, 0)) for k in (*SOCKET_ERRORS, "status")}
         latency = {k: float(v) for k, v in data["latency_us"].items()}
@@ -116,9 +138,18 @@ def parse_result(text: str) -> LoadResult:
             mismatches=int(data.get("mismatches", 0)),
             threads=int(data.get("threads", 1)),
             response_hook=bool(data.get("response_hook", True)),
+            offered_rps=float(data["offered_rps"]) if fixed_rate else None,
+            unsent=int(data["unsent"]) if fixed_rate else 0,
+            service_latency_us=_floats(data["service_latency_us"]) if fixed_rate else None,
+            send_lag_us=_floats(data["send_lag_us"]) if fixed_rate else None,
+            scheduling=str(data["scheduling"]) if fixed_rate else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LoadError(f"the load tool's JSON lacks a field: {exc!r}") from None
+
+
+def _floats(table: Mapping[str, Any]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in table.items()}
 
 
 def find_wrk(explicit: str | None = None) -> str | None:
@@ -215,15 +246,38 @@ def run_load(
         str(LUA_SCRIPT),
         base_url.rstrip("/") + "/",
     ]
+    full_env = {**(os.environ if env is None else env), **wrk_env(scenario, out, seed=seed)}
+    return run_tool(
+        argv,
+        env=full_env,
+        out=out,
+        text_out=text_out,
+        cpus=cpus,
+        deadline_s=duration + timeout_s + 30,
+    )
+
+
+def run_tool(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    out: Path,
+    text_out: Path,
+    cpus: tuple[int, ...] | None,
+    deadline_s: float,
+) -> LoadRun:
+    """Run a load tool that writes its JSON to ``out``; its console goes to ``text_out``.
+    Its CPU time comes from the kernel's accounting of the reaped child (``wait4``), not
+    from sampling. A tool that fails, or exits without its JSON, raises :class:`LoadError`:
+    the cell fails, and no number is recorded."""
     if cpus:
         argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
     out.unlink(missing_ok=True)
-    full_env = {**(os.environ if env is None else env), **wrk_env(scenario, out, seed=seed)}
     started = time.monotonic()
     with text_out.open("wb") as log:
-        proc = procs.spawn(argv, env=full_env, stdout=log.fileno(), stderr=subprocess.STDOUT)
+        proc = procs.spawn(argv, env=dict(env), stdout=log.fileno(), stderr=subprocess.STDOUT)
         try:
-            _, status, usage = _wait4(proc, duration + timeout_s + 30)
+            _, status, usage = _wait4(proc, deadline_s)
         finally:
             if proc.returncode is None:
                 procs.stop_group(proc, grace_s=2)
@@ -231,8 +285,9 @@ def run_load(
     code = os.waitstatus_to_exitcode(status)
     if code != 0 or not out.exists():
         tail = text_out.read_text(errors="replace")[-800:]
+        tool = Path(argv[3] if argv[0] == "taskset" else argv[0]).name
         raise LoadError(
-            f"{Path(wrk).name} exited with {code}"
+            f"{tool} exited with {code}"
             f"{'' if out.exists() else ' and wrote no JSON'}: {tail.strip()}"
         )
     return LoadRun(parse_result(out.read_text()), usage.ru_utime + usage.ru_stime, wall, argv)
