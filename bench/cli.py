@@ -22,7 +22,7 @@ from typing import Any
 from lab import matrix
 from lab.scenarios import Scenario, scenarios
 
-from . import idle, load, manifest, preflight, report
+from . import idle, load, loadgen, manifest, preflight, report
 from .method import Method, method_for
 from .plan import Group, build_plan, scenarios_for
 from .results import RunDir, stamp, stored_method, write_json
@@ -132,6 +132,10 @@ def default_run_dir(method: Method) -> Path:
 def bench(args: argparse.Namespace) -> int:
     argv = ["lab", *sys.argv[1:]] if Path(sys.argv[0]).name in {"lab", "cli.py"} else sys.argv
     experiments = _opt(args, "experiments")
+    rates = tuple(_opt(args, "rate") or ())
+    for rate in rates:
+        if refused := loadgen.check_rate(rate):
+            raise preflight.PreflightError(refused)
     method = method_for(
         quick=args.quick,
         experiments=experiments is not None,
@@ -143,6 +147,7 @@ def bench(args: argparse.Namespace) -> int:
         pin=not _opt(args, "no_pin", False),
         instances=_opt(args, "instances"),
         awake=not _opt(args, "allow_idle", False),
+        rates=rates,
     )
     if (
         method.duration_s < 1
@@ -182,6 +187,12 @@ def bench(args: argparse.Namespace) -> int:
         targets = [t for t in choose_targets(args) if scenarios_for(t, chosen, method)]
     if not targets:
         raise preflight.PreflightError("nothing to run: no target serves the chosen scenarios")
+    if rates:
+        for sc in {
+            c.scenario.id: c.scenario for g in build_plan(targets, chosen, method) for c in g.cells
+        }.values():
+            if refused := loadgen.unsupported(sc):
+                raise preflight.PreflightError(refused)
     groups = build_plan(targets, chosen, method)
     cells = sum(len(g.cells) for g in groups)
     if _opt(args, "list", False):
@@ -194,6 +205,11 @@ def bench(args: argparse.Namespace) -> int:
     wrk = load.find_wrk(_opt(args, "wrk"))
     preflight.check_wrk(wrk, pin=method.pin)
     assert wrk is not None
+    if rates:
+        try:
+            loadgen.build()
+        except load.LoadError as exc:
+            raise preflight.PreflightError(str(exc)) from None
     urls = None
     if any(t.needs_services for t in targets):
         urls = preflight.resolve_services()
@@ -249,6 +265,13 @@ def _measure(
                 "version": load.wrk_version(wrk),
                 "script": str(load.LUA_SCRIPT.relative_to(matrix.REPO_ROOT)),
                 "script_sha256": hashlib.sha256(lua).hexdigest(),
+            },
+            loadgen=None
+            if not method.rates
+            else {
+                "source": str(loadgen.SOURCE.relative_to(matrix.REPO_ROOT)),
+                "source_sha256": hashlib.sha256(loadgen.SOURCE.read_bytes()).hexdigest(),
+                "max_rate": loadgen.MAX_RATE,
             },
             services=manifest.service_versions(
                 urls.database_url if urls else None, urls.redis_url if urls else None

@@ -363,6 +363,7 @@ def collect(
     services: dict[str, Any],
     selection: dict[str, Any],
     idle: dict[str, Any] | None = None,
+    loadgen: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -374,6 +375,7 @@ def collect(
         "packages": packages(),
         "services": services,
         "wrk": wrk,
+        "loadgen": loadgen,  # the fixed-rate generator, in a --rate run
         "pinning": pinning,
         "method": method,
         "selection": selection,

@@ -40,10 +40,13 @@ class Method:
     # CPUs held out of deep idle for the run (bench/idle.py): False in runs before 2026-12-06
     awake_cpus: bool = False
     order: str = PLAN_ORDER  # not a choice: what the plan did; see manifest.plan_order
+    # Fixed-rate run (``--rate``): each cell is offered these requests/s by bench/loadgen.c
+    # instead of wrk's closed loop; () is a saturation run.
+    rates: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("concurrency", "server_cpus", "client_cpus", "floor_scenarios"):
+        for key in ("concurrency", "server_cpus", "client_cpus", "floor_scenarios", "rates"):
             data[key] = list(data[key])
         return data
 
@@ -63,6 +66,7 @@ class Method:
                 "client_cpus",
                 "instances",
                 "awake_cpus",
+                "rates",
             )
         }
 
@@ -79,6 +83,7 @@ def method_for(
     pin: bool = True,
     instances: int | None = None,
     awake: bool = True,
+    rates: tuple[float, ...] = (),
 ) -> Method:
     """The declared method for the mode, with the given overrides. Pinning is on only when
     asked for and the machine has the declared CPUs; the CPUs are held awake when
@@ -121,6 +126,10 @@ def method_for(
         overrides["workers"] = int(workers)
     if instances is not None:
         overrides["instances"] = int(instances)
+    if rates:
+        overrides["rates"] = tuple(sorted(set(rates)))
+        if not concurrency:
+            overrides["concurrency"] = tuple(int(c) for c in bench.get("rate_connections", (64,)))
     return replace(method, **overrides)
 
 

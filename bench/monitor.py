@@ -22,7 +22,18 @@ from typing import Any
 
 import psutil
 
-__all__ = ["TreeSample", "TreeSampler", "tree_affinity", "tree_cpu_s", "tree_pids", "wait_idle"]
+__all__ = [
+    "ServicesMeter",
+    "TreeSample",
+    "TreeSampler",
+    "listening_pid",
+    "runtime_delta_s",
+    "tree_affinity",
+    "tree_cpu_s",
+    "tree_pids",
+    "tree_runtime_ns",
+    "wait_idle",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,64 @@ def tree_cpu_s(pid: int) -> float:
             times = proc.cpu_times()
             total += times.user + times.system
     return total
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` of this machine, None when there is none or the
+    system will not say (another user's process, without root)."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            bound_port = getattr(conn.laddr, "port", None)  # laddr is () when unbound
+            if conn.status == psutil.CONN_LISTEN and bound_port == port and conn.pid is not None:
+                return int(conn.pid)
+    return None
+
+
+def tree_runtime_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds each live thread of the tree has run (user + system), by thread id, from
+    the scheduler's own accounting (``/proc/PID/task/TID/schedstat``). psutil's CPU times
+    come in clock ticks (10 ms): at a fixed rate of 1,000 requests/s for 3 s that is a step
+    of 3.3 us a request, too coarse for a cost per request."""
+    runtime: dict[int, int] = {}
+    for proc in _tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{proc.pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{proc.pid}/task/{tid}/schedstat", encoding="ascii") as fh:
+                    runtime[int(tid)] = int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return runtime
+
+
+def runtime_delta_s(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds the threads alive at ``after`` ran since ``before``. A thread that ended
+    in between is left out (its time is lost, never subtracted); one born in between counts
+    from zero."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
+class ServicesMeter:
+    """CPU seconds of the services behind the app (PostgreSQL, Redis, the upstream), each
+    the whole process tree of whoever listens on its port here: PostgreSQL's postmaster and
+    its backends, Redis, the upstream service. A service elsewhere, or one the system will
+    not show, is named in ``unmeasured`` and left out of the sum."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        self.pids = {name: listening_pid(port) for name, port in ports.items()}
+        self.unmeasured = sorted(name for name, pid in self.pids.items() if pid is None)
+
+    def read(self) -> dict[str, dict[int, int]]:
+        return {name: tree_runtime_ns(pid) for name, pid in self.pids.items() if pid is not None}
+
+    @staticmethod
+    def used_s(
+        before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
+    ) -> dict[str, float]:
+        return {name: runtime_delta_s(before.get(name, {}), now) for name, now in after.items()}
 
 
 def wait_idle(

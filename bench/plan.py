@@ -1,6 +1,8 @@
 """The cells of a run and the order they run in.
 
-A *cell* is one target x scenario x concurrency x repeat. Cells are grouped by server start:
+A *cell* is one target x scenario x concurrency x repeat, and for a fixed-rate run
+(``lab bench --rate``) x offered rate: its concurrency is then the generator's connection
+pool, not a closed loop. Cells are grouped by server start:
 one *group* is one target under one server configuration (scenarios that need other LAB_*
 settings, like ``limited``, get their own start) for one round. Rounds interleave repeats
 across targets: round 1 runs every target once, then round 2 does it again (A B C A B C),
@@ -29,10 +31,11 @@ class Cell:
     scenario: Scenario
     concurrency: int
     repeat: int
+    rate: float | None = None  # offered requests/s; None: closed loop (wrk)
 
     @property
     def id(self) -> str:
-        return cell_id(self.target.id, self.scenario.id, self.concurrency, self.repeat)
+        return cell_id(self.target.id, self.scenario.id, self.concurrency, self.repeat, self.rate)
 
     @property
     def seed(self) -> int:
@@ -76,7 +79,10 @@ def scenarios_for(
 
 
 def levels(target: Target, sc: Scenario, method: Method) -> tuple[int, ...]:
-    """Connection counts: the experiment's own, else the scenario's, else the run's."""
+    """Connection counts: the experiment's own, else the scenario's, else the run's. In a
+    fixed-rate run they are the generator's pool, the run's alone."""
+    if method.rates:
+        return method.concurrency
     if target.experiment is not None and target.experiment.concurrency:
         return target.experiment.concurrency
     return sc.concurrency or method.concurrency
@@ -98,9 +104,10 @@ def build_plan(
             for config in sorted(by_config):  # "" (the default configuration) first
                 chosen = by_config[config]
                 cells = tuple(
-                    Cell(target, sc, conc, rnd)
+                    Cell(target, sc, conc, rnd, rate)
                     for sc in chosen
                     for conc in levels(target, sc, method)
+                    for rate in (method.rates or (None,))
                 )
                 env = tuple(sorted(chosen[0].env.items()))
                 groups.append(Group(rnd, target, env, cells))

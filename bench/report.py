@@ -70,57 +70,121 @@ def render(manifest: dict[str, Any], rows: list[dict[str, Any]], console: Consol
             highlight=False,
             markup=False,
         )
-    by_board: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    by_board: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
     for row in rows:
-        by_board.setdefault((row["scenario"], row["concurrency"]), []).append(row)
-    for (scenario, conc), board in sorted(by_board.items()):
+        by_board.setdefault(
+            (row["scenario"], row["concurrency"], row.get("rate") or 0.0), []
+        ).append(row)
+    for (scenario, conc, rate), board in sorted(by_board.items()):
         board.sort(
             key=lambda r: (r["role"] != "pair", r["rank"] is None, r["rank"] or 0, r["target"])
         )
-        table = Table(title=f"{scenario} @ {conc} connections", title_justify="left")
-        for name in (
-            "#",
-            "target",
-            "req/s",
-            "spread",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "cpu s/1k",
-            "RSS MiB",
-            "B/resp",
-            "/server floor",
-            "/fw floor",
-            "status",
-        ):
-            table.add_column(name, justify="left" if name in {"target", "status"} else "right")
-        for row in board:
-            lat = row["latency_us"]
-            status = row["outcome"]
-            if row["noisy"]:
-                status += " noisy"
-            if row["client_saturated"]:
-                status += " client-saturated"
-            if row.get("latency_censored"):
-                status += " latency-censored"
-            if row["outcome"] != "ok" and row["reasons"]:
-                status += ": " + escape(row["reasons"][0][:60])
-            table.add_row(
-                "" if row["rank"] is None else str(row["rank"]),
-                row["target"] + (" (floor)" if row["role"] == "floor" else ""),
-                _f(row["rps"]["median"]),
-                _f(row["rps"]["spread"], 0.01, "{:.1f}%"),
-                _f(lat.get("p50"), 1000, "{:.2f}"),
-                _f(lat.get("p99"), 1000, "{:.2f}"),
-                _f(lat.get("p99_9"), 1000, "{:.2f}"),
-                _f(row["cpu_s_per_1k"], 1, "{:.3f}"),
-                _f(row["peak_rss_bytes"], 2**20, "{:.0f}"),
-                _f(row["bytes_per_response"]),
-                _ratio(row["floors"].get("server")),
-                _ratio(row["floors"].get("framework")),
-                status,
-            )
-        console.print(table)
+        console.print(
+            _fixed_rate_table(scenario, conc, rate, board)
+            if rate
+            else _saturation_table(scenario, conc, board)
+        )
+
+
+def _status(row: dict[str, Any]) -> str:
+    status = str(row["outcome"])
+    if row["noisy"] and not row.get("rate"):
+        status += " noisy"
+    if row.get("rate") and row.get("rate_held") is False:
+        status += " rate-not-held"
+    if row["client_saturated"]:
+        status += " client-saturated"
+    if row.get("latency_censored"):
+        status += " latency-censored"
+    if row["outcome"] != "ok" and row["reasons"]:
+        status += ": " + escape(row["reasons"][0][:60])
+    return status
+
+
+def _saturation_table(scenario: str, conc: int, board: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{scenario} @ {conc} connections", title_justify="left")
+    for name in (
+        "#",
+        "target",
+        "req/s",
+        "spread",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "cpu s/1k",
+        "RSS MiB",
+        "B/resp",
+        "/server floor",
+        "/fw floor",
+        "status",
+    ):
+        table.add_column(name, justify="left" if name in {"target", "status"} else "right")
+    for row in board:
+        lat = row["latency_us"]
+        table.add_row(
+            "" if row["rank"] is None else str(row["rank"]),
+            row["target"] + (" (floor)" if row["role"] == "floor" else ""),
+            _f(row["rps"]["median"]),
+            _f(row["rps"]["spread"], 0.01, "{:.1f}%"),
+            _f(lat.get("p50"), 1000, "{:.2f}"),
+            _f(lat.get("p99"), 1000, "{:.2f}"),
+            _f(lat.get("p99_9"), 1000, "{:.2f}"),
+            _f(row["cpu_s_per_1k"], 1, "{:.3f}"),
+            _f(row["peak_rss_bytes"], 2**20, "{:.0f}"),
+            _f(row["bytes_per_response"]),
+            _ratio(row["floors"].get("server")),
+            _ratio(row["floors"].get("framework")),
+            _status(row),
+        )
+    return table
+
+
+def _interval(ci: list[float] | None, fmt: str = "{:,.1f}") -> str:
+    return "-" if not ci else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _fixed_rate_table(scenario: str, conc: int, rate: float, board: list[dict[str, Any]]) -> Table:
+    """A fixed-rate board: ranked by the server's CPU per request, latency from intended
+    send time."""
+    table = Table(
+        title=f"{scenario} at {rate:,.0f} req/s offered ({conc} connections): "
+        "ranked by server CPU per request; latency from each request's intended send",
+        title_justify="left",
+    )
+    for name in (
+        "#",
+        "target",
+        "achieved req/s",
+        "server cpu us/req",
+        "ci95",
+        "/raw floor",
+        "services us/req",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "status",
+    ):
+        table.add_column(name, justify="left" if name in {"target", "status"} else "right")
+    for row in board:
+        lat = row["latency_us"]
+        cost = row.get("cost") or {}
+        server = cost.get("server_cpu_us_per_request") or {}
+        services = cost.get("services_cpu_us_per_request") or {}
+        ratio = cost.get("server_cpu_ratio_to_raw") or {}
+        table.add_row(
+            "" if row["rank"] is None else str(row["rank"]),
+            row["target"] + (" (floor)" if row["role"] == "floor" else ""),
+            _f(row["rps"]["median"]),
+            _f(server.get("median"), 1, "{:,.1f}"),
+            _interval(server.get("ci95")),
+            _f(ratio.get("median"), 1, "{:.2f}"),
+            _f(services.get("median"), 1, "{:,.1f}"),
+            _f(lat.get("p50"), 1000, "{:.2f}"),
+            _f(lat.get("p99"), 1000, "{:.2f}"),
+            _f(lat.get("p99_9"), 1000, "{:.2f}"),
+            _status(row),
+        )
+    return table
 
 
 def command(directory: str, *, with_plots: bool = True) -> int:

@@ -35,15 +35,19 @@ SCHEMA = {
 DONE_OUTCOMES = frozenset({"ok", "failed"})
 
 
-def cell_id(target: str, scenario: str, concurrency: int, repeat: int) -> str:
-    return f"{target}__{scenario}__c{concurrency}__r{repeat}"
+def cell_id(
+    target: str, scenario: str, concurrency: int, repeat: int, rate: float | None = None
+) -> str:
+    """``rate``: a fixed-rate cell's offered requests/s (``q`` for the rate it is offered)."""
+    offered = "" if rate is None else f"__q{rate:g}"
+    return f"{target}__{scenario}__c{concurrency}{offered}__r{repeat}"
 
 
 def stored_method(method: dict[str, Any]) -> dict[str, Any]:
     """A run's method as its manifest recorded it, with the fields added since filled in as
     the runs written before them measured: ``instances`` 0 (each server directly),
-    ``awake_cpus`` False (idle CPUs left to halt)."""
-    return {"instances": 0, "awake_cpus": False, **method}
+    ``awake_cpus`` False (idle CPUs left to halt), ``rates`` [] (saturation only)."""
+    return {"instances": 0, "awake_cpus": False, "rates": [], **method}
 
 
 def wall_span(cells: Iterable[dict[str, Any]]) -> float | None:

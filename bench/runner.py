@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,17 @@ from typing import IO, Any, Protocol
 from lab import matrix, procs
 from lab.scaleout import PORT_PLACEHOLDER, Topology
 
-from . import checks, load, stats
+from . import checks, load, loadgen, stats
 from .manifest import now_iso, redact_url
 from .method import Method
-from .monitor import TreeSampler, tree_affinity, wait_idle
+from .monitor import (
+    ServicesMeter,
+    TreeSampler,
+    runtime_delta_s,
+    tree_affinity,
+    tree_runtime_ns,
+    wait_idle,
+)
 from .plan import Cell, Group
 from .preflight import ServiceUrls
 from .probe import Probe
@@ -314,6 +322,20 @@ class Runner:
     # -- one cell --------------------------------------------------------------------------
 
     def _load(self, cell: Cell, server: Server, duration: float, tag: str) -> load.LoadRun:
+        cpus = tuple(self.method.client_cpus) if self.method.pin else None
+        if cell.rate is not None:
+            return loadgen.run_rate_load(
+                server.base_url,
+                cell.scenario,
+                rate=cell.rate,
+                connections=cell.concurrency,
+                duration_s=duration,
+                timeout_s=self.method.timeout_s,
+                out=self.run.raw / f"{cell.id}.{tag}.json",
+                text_out=self.run.raw / f"{cell.id}.{tag}.txt",
+                seed=cell.seed,
+                cpus=cpus,
+            )
         return load.run_load(
             self.wrk,
             server.base_url,
@@ -325,8 +347,24 @@ class Runner:
             out=self.run.raw / f"{cell.id}.{tag}.json",
             text_out=self.run.raw / f"{cell.id}.{tag}.txt",
             seed=cell.seed,
-            cpus=tuple(self.method.client_cpus) if self.method.pin else None,
+            cpus=cpus,
         )
+
+    def _services_meter(self, cell: Cell) -> ServicesMeter | None:
+        """The services to meter during a fixed-rate cell of a target that uses them."""
+        if cell.rate is None or not cell.target.needs_services or self.services is None:
+            return None
+        urls = {
+            "postgresql": self.services.database_url,
+            "redis": self.services.redis_url,
+            "upstream": os.environ.get("LAB_UPSTREAM_URL") or self.upstream_url or "",
+        }
+        ports = {}
+        for name, url in urls.items():
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.hostname in {"127.0.0.1", "localhost", "::1"} and parsed.port:
+                ports[name] = parsed.port
+        return ServicesMeter(ports)
 
     def _probe(self, cell: Cell, server: Server) -> Probe | None:
         exp = cell.target.experiment
@@ -353,12 +391,19 @@ class Runner:
             self.ui.cell(cell, "measure", m.duration_s)
             sampler = TreeSampler(server.proc.pid) if server.proc is not None else None
             probe = self._probe(cell, server)
+            meter = self._services_meter(cell)
             with contextlib.ExitStack() as during:
                 if sampler is not None:
                     during.enter_context(sampler)
                 if probe is not None:
                     during.enter_context(probe)
+                # a fixed-rate cell's cost: the scheduler's nanoseconds, read around the load
+                exact = server.proc.pid if cell.rate is not None and server.proc else None
+                server_before = tree_runtime_ns(exact) if exact else {}
+                services_before = meter.read() if meter is not None else {}
                 run = self._load(cell, server, m.duration_s, "wrk")
+                services_after = meter.read() if meter is not None else {}
+                server_after = tree_runtime_ns(exact) if exact else {}
             if cell.scenario.overload and server.proc is not None:
                 # what the load left in flight is worked off first: a lone request sent into
                 # an overloaded server may rightly be shed, or time out in its queue
@@ -383,7 +428,7 @@ class Runner:
             return
         result = run.result
         load_json = {
-            "tool": "wrk",
+            "tool": "wrk" if cell.rate is None else "lab-loadgen",
             **result.to_json(),
             "duration_s": m.duration_s,
             "timeout_s": m.timeout_s,
@@ -415,16 +460,33 @@ class Runner:
         coverage = stats.latency_coverage(result.rps, result.latency_us["mean"], cell.concurrency)
         load_json["latency_coverage"] = None if coverage is None else round(coverage, 4)
         flags = []
-        if util >= m.client_saturated:
-            flags.append("client-saturated")
-        if coverage is not None and coverage < stats.CENSORED_BELOW:
-            flags.append("latency-censored")
+        cost = None
+        if cell.rate is None:
+            if util >= m.client_saturated:
+                flags.append("client-saturated")
+            if coverage is not None and coverage < stats.CENSORED_BELOW:
+                flags.append("latency-censored")
+        else:
+            # An open-loop generator is busy by design; it fell behind only if it sent late
+            # on a connection that was free (its own lag, not the server's).
+            lag_p99 = (result.send_lag_us or {}).get("p99", 0.0)
+            if lag_p99 > stats.GENERATOR_LAG_US:
+                flags.append("client-saturated")
+            if not stats.rate_held(result.rps, cell.rate):
+                flags.append("rate-not-held")
+            cost = stats.fixed_rate_cost(
+                result.requests,
+                server_cpu_s=runtime_delta_s(server_before, server_after) if exact else None,
+                services_cpu_s=ServicesMeter.used_s(services_before, services_after),
+                unmeasured=meter.unmeasured if meter is not None else [],
+            )
         record = {
             **self._cell_head(cell, group, started_at),
             "outcome": "failed" if reasons else "ok",
             "reasons": reasons,
             "flags": flags,
             "load": load_json,
+            "cost": cost,
             "warmup": None
             if warm is None
             else {
@@ -441,7 +503,7 @@ class Runner:
                 "cpu_s": round(run.client_cpu_s, 4),
                 "wall_s": round(run.wall_s, 3),
                 "util": round(util, 4),
-                "saturated": util >= m.client_saturated,
+                "saturated": "client-saturated" in flags,
                 "cpus": list(m.client_cpus) if m.pin else None,
             },
             "checks": checks_json,
@@ -457,6 +519,7 @@ class Runner:
             "target": target_json(cell.target, self.method.workers),
             "scenario": scenario_json(cell),
             "concurrency": cell.concurrency,
+            "rate": cell.rate,
             "repeat": cell.repeat,
             "round": group.round,
             "session": self.session,

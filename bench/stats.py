@@ -10,6 +10,12 @@ over plain data (cell records as written to disk), so they are tested without an
   dispersion; an IQR needs more). A row whose spread exceeds the noisy threshold is *noisy*:
   still ranked, but flagged. One repeat: spread ``null``, noisy ``false`` (not assessed).
 - A row is ranked only when all its repeats are ``ok``; failed and errored rows never are.
+- A fixed-rate row (``lab bench --rate``) is one more key: the offered rate. It is ranked by
+  the server's CPU per request (lower first), and only when every repeat held the rate
+  (achieved at least :data:`HELD_FRACTION` of offered); a cell below it is flagged
+  ``rate-not-held``. Its cost is also read against its floors, round by round.
+- ``ci95`` is a Student-t interval of the mean over the rounds (paired per round for ratios):
+  with 3 to 10 rounds it is the honest choice; a bootstrap needs more.
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "GENERATOR_LAG_US",
+    "HELD_FRACTION",
     "cell_failures",
+    "ci95",
+    "fixed_rate_cost",
     "good_rps",
     "latency_coverage",
     "median",
+    "paired_ratio",
     "per_round_ratio",
     "percentile",
+    "rate_held",
     "spread",
     "summarise",
 ]
@@ -33,6 +45,42 @@ __all__ = [
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 CENSORED_BELOW = 0.5  # latency_coverage under this: the latency figures are censored
 LATENCY_KEYS = ("p50", "p90", "p99", "p99_9", "max")
+HELD_FRACTION = 0.98  # a fixed-rate cell achieving less did not hold its rate
+# The generator's p99 lag in sending a request that had a free connection: above a
+# millisecond the client, not the server, set the pace.
+GENERATOR_LAG_US = 1000.0
+# Student's t at 97.5 % for n - 1 degrees of freedom (n = 2..30), for ci95
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+)
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -55,6 +103,46 @@ def spread(values: Sequence[float]) -> float | None:
         return None
     mid = statistics.median(values)
     return (max(values) - min(values)) / mid if mid else None
+
+
+def ci95(values: Sequence[float]) -> list[float] | None:
+    """Student-t 95 % interval of the mean, [low, high]; None with fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = statistics.fmean(values)
+    t = _T975[n - 2] if n - 2 < len(_T975) else 1.96
+    half = t * statistics.stdev(values) / math.sqrt(n)
+    return [round(mean - half, 4), round(mean + half, 4)]
+
+
+def rate_held(achieved_rps: float, offered_rps: float) -> bool:
+    return achieved_rps >= HELD_FRACTION * offered_rps
+
+
+def fixed_rate_cost(
+    requests: int,
+    *,
+    server_cpu_s: float | None,
+    services_cpu_s: Mapping[str, float],
+    unmeasured: Sequence[str],
+) -> dict[str, Any]:
+    """A fixed-rate cell's CPU per request, in microseconds: the server's process tree, and
+    the services' (PostgreSQL, Redis, the upstream) summed, over the measured window."""
+
+    def per_request(cpu_s: float | None) -> float | None:
+        return None if cpu_s is None or not requests else round(cpu_s / requests * 1e6, 3)
+
+    return {
+        "server_cpu_us_per_request": per_request(server_cpu_s),
+        "services_cpu_us_per_request": per_request(sum(services_cpu_s.values()))
+        if services_cpu_s
+        else None,
+        "services_cpu_us_by_service": {
+            k: per_request(v) for k, v in sorted(services_cpu_s.items())
+        },
+        "services_unmeasured": list(unmeasured),
+    }
 
 
 def latency_coverage(rps: float, mean_latency_us: float, connections: int) -> float | None:
@@ -116,8 +204,14 @@ def good_rps(load: Mapping[str, Any]) -> float | None:
     return float(load["rps"]) * good / responses
 
 
-def _row_key(cell: Mapping[str, Any]) -> tuple[str, str, int]:
-    return (cell["target"]["id"], cell["scenario"]["id"], int(cell["concurrency"]))
+def _row_key(cell: Mapping[str, Any]) -> tuple[str, str, int, float | None]:
+    rate = cell.get("rate")
+    return (
+        cell["target"]["id"],
+        cell["scenario"]["id"],
+        int(cell["concurrency"]),
+        None if rate is None else float(rate),
+    )
 
 
 def summarise(
@@ -127,14 +221,22 @@ def summarise(
     planned_repeats: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per target x scenario x concurrency, ranked and read against its floors."""
-    groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, int, float | None], list[Mapping[str, Any]]] = {}
     for cell in cells:
         groups.setdefault(_row_key(cell), []).append(cell)
     rows = [
         _row(sorted(g, key=lambda c: int(c["repeat"])), noisy_threshold, planned_repeats)
         for g in groups.values()
     ]
-    rows.sort(key=lambda r: (r["scenario"], r["concurrency"], r["role"] != "pair", r["target"]))
+    rows.sort(
+        key=lambda r: (
+            r["scenario"],
+            r["concurrency"],
+            r["rate"] or 0.0,
+            r["role"] != "pair",
+            r["target"],
+        )
+    )
     _rank(rows)
     _floor_ratios(rows)
     return rows
@@ -187,8 +289,10 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
     good = [g for g in (good_rps(c["load"]) for c in ok) if g is not None] if overload else []
     target = first["target"]
     probes = [c["probe"] for c in ok if c.get("probe") and c["probe"].get("latency_ms")]
+    rate = first.get("rate")
+    offered = "" if rate is None else f"__q{float(rate):g}"
     return {
-        "key": f"{target['id']}__{first['scenario']['id']}__c{first['concurrency']}",
+        "key": f"{target['id']}__{first['scenario']['id']}__c{first['concurrency']}{offered}",
         "target": target["id"],
         "role": target["role"],
         "framework": target.get("framework"),
@@ -197,6 +301,11 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "kind": target.get("kind"),
         "scenario": first["scenario"]["id"],
         "concurrency": int(first["concurrency"]),
+        "rate": None if rate is None else float(rate),
+        "rate_held": None
+        if rate is None
+        else bool(ok) and not any("rate-not-held" in c.get("flags", ()) for c in cells),
+        "cost": None if rate is None else _cost(ok),
         "repeats": len(cells),
         "repeats_ok": len(ok),
         "outcome": outcome,
@@ -207,6 +316,7 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
             "min": min(rps, default=None),
             "max": max(rps, default=None),
             "spread": sp,
+            "ci95": ci95(rps),
         },
         "noisy": sp is not None and sp > threshold,
         "good_rps": None
@@ -241,6 +351,26 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
     }
 
 
+def _cost(ok: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The fixed-rate costs of a row's ok cells: median, per round and ci95 of each."""
+    out: dict[str, Any] = {}
+    for key in ("server_cpu_us_per_request", "services_cpu_us_per_request"):
+        by_round = {
+            str(c["repeat"]): float(c["cost"][key])
+            for c in ok
+            if (c.get("cost") or {}).get(key) is not None
+        }
+        values = list(by_round.values())
+        out[key] = {
+            "median": _rounded(median(values), 3),
+            "by_round": by_round,
+            "spread": _rounded(spread(values)),
+            "ci95": ci95(values),
+        }
+    out["server_cpu_ratio_to_raw"] = None  # filled by _floor_ratios
+    return out
+
+
 def _summed(tables: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
     """Per-key totals of count tables (statuses, header values) over repeats."""
     total: dict[str, int] = {}
@@ -252,24 +382,42 @@ def _summed(tables: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
 
 def _rank(rows: list[dict[str, Any]]) -> None:
     """Rank within scenario x concurrency, pairs and floors separately; ok rows only."""
-    boards: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    boards: dict[tuple[str, int, float | None, str], list[dict[str, Any]]] = {}
     for row in rows:
-        if row["outcome"] == "ok" and row["rps"]["median"] is not None:
-            boards.setdefault((row["scenario"], row["concurrency"], row["role"]), []).append(row)
-    for board in boards.values():
-        board.sort(key=lambda r: -float(r["rps"]["median"]))
+        if row["outcome"] != "ok" or row["rps"]["median"] is None:
+            continue
+        if row["rate"] is not None and not (row["rate_held"] and _server_cost(row) is not None):
+            continue
+        boards.setdefault(
+            (row["scenario"], row["concurrency"], row["rate"], row["role"]), []
+        ).append(row)
+    for (_, _, rate, _), board in boards.items():
+        if rate is None:
+            board.sort(key=lambda r: -float(r["rps"]["median"]))
+        else:
+            board.sort(key=lambda r: float(_server_cost(r) or 0.0))
         for i, row in enumerate(board, start=1):
             row["rank"] = i
 
 
-def per_round_ratio(
-    row: Mapping[str, Any], floor: Mapping[str, Any]
-) -> dict[str, float | int] | None:
+def _server_cost(row: Mapping[str, Any]) -> float | None:
+    cost = row.get("cost") or {}
+    value = (cost.get("server_cpu_us_per_request") or {}).get("median")
+    return None if value is None else float(value)
+
+
+def per_round_ratio(row: Mapping[str, Any], floor: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ratio taken round by round (this row's requests/s over the floor's in the same
     round, which ran next to it) and its median, min and max over the rounds both have: a
     drift of the machine between rounds moves both sides of each ratio together."""
-    mine = (row.get("rps") or {}).get("by_round") or {}
-    theirs = (floor.get("rps") or {}).get("by_round") or {}
+    return paired_ratio(
+        (row.get("rps") or {}).get("by_round") or {},
+        (floor.get("rps") or {}).get("by_round") or {},
+    )
+
+
+def paired_ratio(mine: Mapping[str, float], theirs: Mapping[str, float]) -> dict[str, Any] | None:
+    """Ratios of two by-round tables, paired by round: median, min, max, ci95."""
     ratios = [mine[r] / theirs[r] for r in sorted(mine) if theirs.get(r)]
     mid = median(ratios)
     if mid is None:
@@ -279,6 +427,7 @@ def per_round_ratio(
         "min": round(min(ratios), 4),
         "max": round(max(ratios), 4),
         "rounds": len(ratios),
+        "ci95": ci95(ratios),
     }
 
 
@@ -288,11 +437,11 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
     ``framework`` = its framework's hello world; ``rps_ratio`` is the ratio of the medians,
     ``per_round`` the ratios round by round (:func:`per_round_ratio`). Only ok rows are read
     against ok floors."""
-    by_key = {(r["target"], r["scenario"], r["concurrency"]): r for r in rows}
+    by_key = {(r["target"], r["scenario"], r["concurrency"], r["rate"]): r for r in rows}
     for row in rows:
         refs = row.get("floor_targets") or {}
         for role, floor_id in refs.items():
-            floor = by_key.get((floor_id, row["scenario"], row["concurrency"]))
+            floor = by_key.get((floor_id, row["scenario"], row["concurrency"], row["rate"]))
             ratio, rounds = None, None
             if (
                 floor is not None
@@ -304,3 +453,17 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
                 ratio = round(float(row["rps"]["median"]) / float(floor["rps"]["median"]), 4)
                 rounds = per_round_ratio(row, floor)
             row["floors"][role] = {"target": floor_id, "rps_ratio": ratio, "per_round": rounds}
+            if row["rate"] is not None and row["cost"] is not None:
+                # at a fixed rate the figure to read against the floor is CPU per request
+                both_ok = floor is not None and floor["outcome"] == "ok" and row["outcome"] == "ok"
+                cost_ratio = (
+                    paired_ratio(
+                        row["cost"]["server_cpu_us_per_request"]["by_round"],
+                        floor["cost"]["server_cpu_us_per_request"]["by_round"],
+                    )
+                    if both_ok and floor is not None and floor["cost"] is not None
+                    else None
+                )
+                row["floors"][role]["cpu_ratio"] = cost_ratio
+                if role == "server":
+                    row["cost"]["server_cpu_ratio_to_raw"] = cost_ratio

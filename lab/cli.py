@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="connections (repeatable); default from matrix.toml's [bench]",
     )
+    bench.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        default=[],
+        metavar="RPS",
+        help="offer RPS requests/s to each cell (repeatable) with the fixed-rate generator, "
+        "timing each request from its intended send; default: wrk's closed loop",
+    )
     bench.add_argument("--warmup", type=float, help="warm-up seconds before each cell")
     bench.add_argument("--workers", type=int, help="server workers (default 1: one core)")
     bench.add_argument(

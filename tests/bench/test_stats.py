@@ -75,6 +75,7 @@ def test_row_medians_over_repeats() -> None:
         "min": 1000.0,
         "max": 1050.0,
         "spread": pytest.approx(50 / 1020),
+        "ci95": [pytest.approx(960.81, abs=0.01), pytest.approx(1085.85, abs=0.01)],
     }
     assert row["noisy"] is False
     assert row["latency_us"]["p50"] == 2000.0
@@ -142,8 +143,8 @@ def test_floor_ratios() -> None:
     ]
     rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
 
-    def one_round(ratio: float) -> dict[str, float | int]:
-        return {"median": ratio, "min": ratio, "max": ratio, "rounds": 1}
+    def one_round(ratio: float) -> dict[str, Any]:
+        return {"median": ratio, "min": ratio, "max": ratio, "rounds": 1, "ci95": None}
 
     assert rows["fw-srv"]["floors"] == {
         "server": {"target": "raw-srv", "rps_ratio": 0.25, "per_round": one_round(0.25)},
@@ -173,7 +174,14 @@ def test_per_round_ratio_pairs_each_round_with_its_floor() -> None:
     rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=1.0)}
     ref = rows["fw-srv"]["floors"]["framework"]
     assert ref["rps_ratio"] == 0.5
-    assert ref["per_round"] == {"median": 0.9, "min": 0.5, "max": 0.9, "rounds": 3}
+    assert ref["per_round"] == {
+        "median": 0.9,
+        "min": 0.5,
+        "max": 0.9,
+        "rounds": 3,
+        # t interval over the three paired ratios (0.9, 0.9, 0.5): one slow round widens it
+        "ci95": [pytest.approx(0.1929, abs=1e-4), pytest.approx(1.3404, abs=1e-4)],
+    }
     assert rows["fw-srv"]["rps"]["by_round"] == {"1": 900.0, "2": 1800.0, "3": 950.0}
 
 
@@ -184,6 +192,7 @@ def test_per_round_ratio_uses_only_rounds_both_have() -> None:
         "min": 0.8,
         "max": 0.8,
         "rounds": 1,
+        "ci95": None,
     }
     assert stats.per_round_ratio(row, {"rps": {"by_round": {"3": 50.0}}}) is None
     assert stats.per_round_ratio({"rps": {}}, {"rps": {}}) is None  # a run from before rounds
@@ -320,3 +329,81 @@ def test_good_rps_is_an_overload_rows_figure_only() -> None:
     assert good["spread"] == pytest.approx((489.5 - 420.0) / 450.0)
     plain = [_cell("p", 500.0, repeat=r) for r in (1, 2)]
     assert stats.summarise(plain, noisy_threshold=0.1)[0]["good_rps"] is None
+
+
+def _rate_cell(
+    target: str,
+    cpu_us: float,
+    *,
+    repeat: int = 1,
+    rps: float = 1000.0,
+    role: str = "pair",
+    floors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    cell = _cell(target, rps, repeat=repeat, role=role, floors=floors)
+    held = stats.rate_held(rps, 1000.0)
+    cell.update(
+        rate=1000.0,
+        flags=[] if held else ["rate-not-held"],
+        cost=stats.fixed_rate_cost(
+            int(rps * 10),
+            server_cpu_s=cpu_us * rps * 10 / 1e6,
+            services_cpu_s={"postgresql": 0.5},
+            unmeasured=[],
+        ),
+    )
+    return cell
+
+
+def test_ci95_is_a_t_interval_of_the_mean() -> None:
+    assert stats.ci95([5.0]) is None
+    low, high = stats.ci95([10.0, 12.0, 14.0]) or [0.0, 0.0]
+    # mean 12, sd 2, t(2 df) 4.303: 12 -+ 4.303 * 2 / sqrt(3)
+    assert (low, high) == (pytest.approx(7.0312, abs=1e-3), pytest.approx(16.9688, abs=1e-3))
+
+
+def test_the_rate_is_held_at_98_percent_of_offered() -> None:
+    assert stats.rate_held(980.0, 1000.0)
+    assert not stats.rate_held(979.0, 1000.0)
+
+
+def test_fixed_rate_cost_is_cpu_microseconds_per_request() -> None:
+    cost = stats.fixed_rate_cost(
+        2000, server_cpu_s=0.5, services_cpu_s={"postgresql": 0.1, "redis": 0.02}, unmeasured=[]
+    )
+    assert cost["server_cpu_us_per_request"] == 250.0
+    assert cost["services_cpu_us_per_request"] == 60.0
+    assert cost["services_cpu_us_by_service"] == {"postgresql": 50.0, "redis": 10.0}
+
+
+def test_fixed_rate_rows_rank_by_cost_and_never_rank_a_rate_not_held() -> None:
+    cells = [
+        _rate_cell("dear-srv", 300.0),
+        _rate_cell("cheap-srv", 100.0),
+        _rate_cell("short-srv", 50.0, rps=900.0),  # cheapest, but did not hold 1000/s
+        _cell("dear-srv", 5000.0),  # a saturation row of the same scenario: its own board
+    ]
+    rows = {(r["target"], r["rate"]): r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    assert rows[("cheap-srv", 1000.0)]["rank"] == 1
+    assert rows[("dear-srv", 1000.0)]["rank"] == 2
+    assert rows[("short-srv", 1000.0)]["rank"] is None
+    assert rows[("short-srv", 1000.0)]["rate_held"] is False
+    assert rows[("dear-srv", None)]["rank"] == 1
+    assert rows[("dear-srv", None)]["cost"] is None
+    assert rows[("dear-srv", 1000.0)]["key"] == "dear-srv__json__c64__q1000"
+
+
+def test_fixed_rate_cost_is_read_against_the_raw_floor_round_by_round() -> None:
+    floors = {"server": "raw-srv"}
+    cells = [
+        _rate_cell("a-srv", 200.0, repeat=1, floors=floors),
+        _rate_cell("a-srv", 330.0, repeat=2, floors=floors),
+        _rate_cell("raw-srv", 100.0, repeat=1, role="floor"),
+        _rate_cell("raw-srv", 150.0, repeat=2, role="floor"),
+    ]
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    ratio = rows["a-srv"]["cost"]["server_cpu_ratio_to_raw"]
+    assert ratio["rounds"] == 2
+    assert ratio["min"] == 2.0 and ratio["max"] == 2.2
+    assert ratio["ci95"] is not None
+    assert rows["a-srv"]["floors"]["server"]["cpu_ratio"] == ratio
