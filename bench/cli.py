@@ -126,7 +126,8 @@ def choose_targets(args: argparse.Namespace) -> list[Target]:
 def default_run_dir(method: Method) -> Path:
     stamp_ = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     commit = manifest.git_info().get("commit")
-    return RESULTS_ROOT / (f"{stamp_}-{method.mode}" + (f"-{commit[:8]}" if commit else ""))
+    kind = "rate" if method.rates else method.mode
+    return RESULTS_ROOT / (f"{stamp_}-{kind}" + (f"-{commit[:8]}" if commit else ""))
 
 
 def bench(args: argparse.Namespace) -> int:
