@@ -151,17 +151,17 @@ def runtime_delta_s(before: dict[int, int], after: dict[int, int]) -> float:
 
 
 class ServicesMeter:
-    """CPU seconds of the services behind the app (PostgreSQL, Redis, the upstream), each
-    the whole process tree of whoever listens on its port here: PostgreSQL's postmaster and
-    its backends, Redis, the upstream service. A service elsewhere, or one the system will
-    not show, is named in ``unmeasured`` and left out of the sum."""
+    """CPU of the services behind the app (PostgreSQL, Redis, the upstream), each the whole
+    process tree of its main process: PostgreSQL's postmaster with its backends and
+    background workers, Redis, the upstream service. A service given no pid (elsewhere, or
+    not found) is named in ``unmeasured`` and left out of the sum."""
 
-    def __init__(self, ports: dict[str, int]) -> None:
-        self.pids = {name: listening_pid(port) for name, port in ports.items()}
-        self.unmeasured = sorted(name for name, pid in self.pids.items() if pid is None)
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self.unmeasured = sorted(name for name, pid in pids.items() if pid is None)
 
     def read(self) -> dict[str, dict[int, int]]:
-        return {name: tree_runtime_ns(pid) for name, pid in self.pids.items() if pid is not None}
+        return {name: tree_runtime_ns(pid) for name, pid in self.pids.items()}
 
     @staticmethod
     def used_s(

@@ -7,7 +7,14 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-__all__ = ["PreflightError", "ServiceUrls", "check_seeded", "check_wrk", "resolve_services"]
+__all__ = [
+    "PreflightError",
+    "ServiceUrls",
+    "check_seeded",
+    "check_wrk",
+    "resolve_services",
+    "service_pids",
+]
 
 WRK_INSTALL = (
     "install wrk: `sudo apt-get install -y wrk` (Debian/Ubuntu), `brew install wrk` "
@@ -77,6 +84,46 @@ def check_seeded(database_url: str) -> None:
             f"the data is not seeded (items {items}/100000, world {world}/10000,"
             f" fortune {fortune}/12): {hint}"
         )
+
+
+async def _postmaster_pid(url: str) -> int:
+    import asyncpg
+    import psutil
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        # every backend is a child of the postmaster; asked while the backend still lives
+        return int(psutil.Process(backend).ppid())
+    finally:
+        await conn.close()
+
+
+def _redis_pid(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+def service_pids(urls: ServiceUrls) -> dict[str, int | None]:
+    """The process of each service as the service itself reports it: PostgreSQL's
+    postmaster (the parent of the backend that answers), Redis's ``process_id``. Unlike the
+    owner of a listening port, this shows without root. A service that cannot be asked maps
+    to None; only a caller that knows the service runs here may read the pid's CPU."""
+    pids: dict[str, int | None] = {}
+    try:
+        pids["postgresql"] = asyncio.run(_postmaster_pid(urls.database_url))
+    except Exception:
+        pids["postgresql"] = None
+    try:
+        pids["redis"] = _redis_pid(urls.redis_url)
+    except Exception:
+        pids["redis"] = None
+    return pids
 
 
 def warn(message: str) -> None:

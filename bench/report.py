@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import stats
+from .reporting._data import rank_text
 from .results import SCHEMA, RunDir
 
 __all__ = ["command", "load_rows", "render"]
@@ -122,7 +123,7 @@ def _saturation_table(scenario: str, conc: int, board: list[dict[str, Any]]) -> 
     for row in board:
         lat = row["latency_us"]
         table.add_row(
-            "" if row["rank"] is None else str(row["rank"]),
+            rank_text(row),
             row["target"] + (" (floor)" if row["role"] == "floor" else ""),
             _f(row["rps"]["median"]),
             _f(row["rps"]["spread"], 0.01, "{:.1f}%"),
@@ -172,7 +173,7 @@ def _fixed_rate_table(scenario: str, conc: int, rate: float, board: list[dict[st
         services = cost.get("services_cpu_us_per_request") or {}
         ratio = cost.get("server_cpu_ratio_to_raw") or {}
         table.add_row(
-            "" if row["rank"] is None else str(row["rank"]),
+            rank_text(row),
             row["target"] + (" (floor)" if row["role"] == "floor" else ""),
             _f(row["rps"]["median"]),
             _f(server.get("median"), 1, "{:,.1f}"),

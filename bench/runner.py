@@ -27,12 +27,13 @@ from typing import IO, Any, Protocol
 from lab import matrix, procs
 from lab.scaleout import PORT_PLACEHOLDER, Topology
 
-from . import checks, load, loadgen, stats
+from . import checks, load, loadgen, preflight, stats
 from .manifest import now_iso, redact_url
 from .method import Method
 from .monitor import (
     ServicesMeter,
     TreeSampler,
+    listening_pid,
     runtime_delta_s,
     tree_affinity,
     tree_runtime_ns,
@@ -126,6 +127,10 @@ def _set_process_affinity(cpus: set[int]) -> None:
             os.sched_setaffinity(tid, cpus)
 
 
+def _loopback(url: str) -> bool:
+    return urllib.parse.urlsplit(url).hostname in {"127.0.0.1", "localhost", "::1"}
+
+
 def _tail(path: Path, chars: int = 1500) -> str:
     try:
         return path.read_text(errors="replace")[-chars:].strip()
@@ -154,6 +159,7 @@ class Runner:
         self.external_url = external_url
         self.upstream: subprocess.Popen[bytes] | None = None
         self.upstream_url: str | None = None
+        self._service_pids: dict[str, int | None] | None = None  # PostgreSQL's, Redis's
         self._logs: list[IO[bytes]] = []
         # Direct, or N instances behind nginx: one seam in _start_server, recorded per cell.
         self.topology = Topology(instances=method.instances)
@@ -351,20 +357,23 @@ class Runner:
         )
 
     def _services_meter(self, cell: Cell) -> ServicesMeter | None:
-        """The services to meter during a fixed-rate cell of a target that uses them."""
+        """The services to meter during a fixed-rate cell of a target that uses them: those
+        on this machine (a loopback URL), found once per run."""
         if cell.rate is None or not cell.target.needs_services or self.services is None:
             return None
-        urls = {
-            "postgresql": self.services.database_url,
-            "redis": self.services.redis_url,
-            "upstream": os.environ.get("LAB_UPSTREAM_URL") or self.upstream_url or "",
-        }
-        ports = {}
-        for name, url in urls.items():
-            parsed = urllib.parse.urlsplit(url)
-            if parsed.hostname in {"127.0.0.1", "localhost", "::1"} and parsed.port:
-                ports[name] = parsed.port
-        return ServicesMeter(ports)
+        if self._service_pids is None:
+            reported = preflight.service_pids(self.services)
+            urls = {"postgresql": self.services.database_url, "redis": self.services.redis_url}
+            self._service_pids = {
+                name: reported[name] if _loopback(url) else None for name, url in urls.items()
+            }
+        upstream_url = os.environ.get("LAB_UPSTREAM_URL")
+        if upstream_url is None:
+            upstream = self.upstream.pid if self.upstream is not None else None
+        else:  # the user's own upstream: metered only when it listens here
+            port = urllib.parse.urlsplit(upstream_url).port
+            upstream = listening_pid(port) if _loopback(upstream_url) and port else None
+        return ServicesMeter({**self._service_pids, "upstream": upstream})
 
     def _probe(self, cell: Cell, server: Server) -> Probe | None:
         exp = cell.target.experiment

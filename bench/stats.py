@@ -14,6 +14,8 @@ over plain data (cell records as written to disk), so they are tested without an
   the server's CPU per request (lower first), and only when every repeat held the rate
   (achieved at least :data:`HELD_FRACTION` of offered); a cell below it is flagged
   ``rate-not-held``. Its cost is also read against its floors, round by round.
+- Within a board, ``tied_with`` names the ranked rows whose ``ci95`` (of the figure ranked
+  by) overlaps a row's: the data do not order those rows, whatever their ranks say.
 - ``ci95`` is a Student-t interval of the mean over the rounds (paired per round for ratios):
   with 3 to 10 rounds it is the honest choice; a bootstrap needs more.
 """
@@ -332,6 +334,7 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "client_saturated": any((c.get("client") or {}).get("saturated") for c in cells),
         "latency_censored": any("latency-censored" in c.get("flags", ()) for c in cells),
         "rank": None,
+        "tied_with": [],  # ranked rows of the same board whose ci95 overlaps this one's
         "floor_targets": dict(target.get("floors") or {}),
         "floors": {"server": None, "framework": None},
         "experiment": target.get("experiment"),
@@ -398,6 +401,26 @@ def _rank(rows: list[dict[str, Any]]) -> None:
             board.sort(key=lambda r: float(_server_cost(r) or 0.0))
         for i, row in enumerate(board, start=1):
             row["rank"] = i
+        # A rank is a result only where the intervals part: name the rows each is tied with.
+        for row in board:
+            row["tied_with"] = [
+                other["target"]
+                for other in board
+                if other is not row and _overlap(_ranked_ci(row), _ranked_ci(other))
+            ]
+
+
+def _ranked_ci(row: Mapping[str, Any]) -> list[float] | None:
+    """The interval of the figure a row is ranked by: requests/s, or at a fixed rate the
+    server's CPU per request."""
+    if row.get("rate") is None:
+        return (row.get("rps") or {}).get("ci95")
+    cost = (row.get("cost") or {}).get("server_cpu_us_per_request") or {}
+    return cost.get("ci95")
+
+
+def _overlap(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 def _server_cost(row: Mapping[str, Any]) -> float | None:

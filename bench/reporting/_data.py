@@ -36,8 +36,9 @@ ORDER_TEXT = {
 class Run:
     path: Path
     manifest: dict[str, Any]
-    rows: list[Row]
+    rows: list[Row]  # closed-loop rows (wrk): every board, chart and the picker read these
     cells: list[dict[str, Any]] = field(default_factory=list)
+    rate_rows: list[Row] = field(default_factory=list)  # fixed-rate rows (lab bench --rate)
 
     @property
     def run_id(self) -> str:
@@ -60,6 +61,8 @@ class Run:
         recorded count as the first)."""
         out: dict[Board, set[int]] = {}
         for cell in self.cells:
+            if cell.get("rate") is not None:
+                continue
             board = (cell["scenario"]["id"], int(cell["concurrency"]))
             out.setdefault(board, set()).add(int(cell.get("session", 0)))
         return {board: sorted(found) for board, found in out.items()}
@@ -182,7 +185,13 @@ def load(directory: Path) -> Run:
             noisy_threshold=float(method.get("noisy_threshold", 0.10)),
             planned_repeats=method.get("repeats"),
         )
-    return Run(path=directory, manifest=manifest, rows=rows, cells=cells)
+    return Run(
+        path=directory,
+        manifest=manifest,
+        rows=[r for r in rows if r.get("rate") is None],
+        cells=cells,
+        rate_rows=[r for r in rows if r.get("rate") is not None],
+    )
 
 
 # --- formatting -------------------------------------------------------------------------
@@ -258,6 +267,14 @@ def status(row: Row, width: int = 80) -> str:
         if len(row["reasons"]) > 1:
             text += f" (+{len(row['reasons']) - 1} more)"
     return text
+
+
+def rank_text(row: Row) -> str:
+    """The rank, with ``=`` when the row is tied (overlapping ci95) with another ranked row
+    of its table; empty when not ranked."""
+    if row["rank"] is None:
+        return ""
+    return f"{row['rank']}=" if row.get("tied_with") else str(row["rank"])
 
 
 def label(row: Row) -> str:

@@ -125,11 +125,13 @@ def _numbers(row: Row) -> str:
 
 
 def _lead_is_noise(a: Score, b: Score, threshold: float) -> bool:
-    """The leader's margin is within the run's noise: under the noisy threshold, or under
-    the larger spread of the rows compared."""
+    """The leader's margin is within the run's noise: under the noisy threshold, under the
+    larger spread of the rows compared, or inside the 95 % intervals on every scenario (the
+    leader's row tied with the runner-up's in each table)."""
     spreads = [float(r["rps"]["spread"]) for r in a.rows + b.rows if r["rps"]["spread"] is not None]
     margin = a.score / b.score - 1 if b.score else math.inf
-    return margin <= max([threshold, *spreads])
+    tied = bool(a.rows) and all(b.target in (r.get("tied_with") or ()) for r in a.rows)
+    return tied or margin <= max([threshold, *spreads])
 
 
 def _tradeoffs(win: Score, rest: list[Score]) -> list[str]:
@@ -202,8 +204,8 @@ def section(run: Run, profile: Profile) -> list[str]:
             )
             if _lead_is_noise(win, second, run.noisy_threshold):
                 verdict += (
-                    " That lead is within this run's noise (the noisy threshold or the rows' "
-                    "spread): treat them as tied."
+                    " That lead is within this run's noise (the noisy threshold, the rows' "
+                    "spread or their 95 % intervals): treat them as tied."
                 )
             out += [verdict, ""]
             trade = _tradeoffs(win, scores[1:])

@@ -5,7 +5,7 @@ or noisy row is printed with its flag and its first reason."""
 from __future__ import annotations
 
 from . import _data as d
-from ._data import Row, Run
+from ._data import Row, Run, rank_text
 
 COLUMNS = (
     "#",
@@ -29,7 +29,7 @@ def md_escape(text: str) -> str:
 
 def row_cells(row: Row) -> list[str]:
     return [
-        "" if row["rank"] is None else str(row["rank"]),
+        rank_text(row),
         d.label(row),
         d.rps(row),
         d.spread(row),
@@ -52,6 +52,81 @@ def board_table(rows: list[Row]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(md_escape(c) for c in row_cells(row)) + " |")
     return "\n".join(lines)
+
+
+RATE_COLUMNS = (
+    "#",
+    "target",
+    "achieved req/s",
+    "server CPU µs/req",
+    "ci95",
+    "x raw floor (CPU)",
+    "x raw ci95",
+    "services µs/req",
+    "p50 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "status",
+)
+
+
+def _interval(ci: list[float] | None, fmt: str) -> str:
+    return "-" if not ci else f"{fmt.format(ci[0])}-{fmt.format(ci[1])}"
+
+
+def rate_row_cells(row: Row) -> list[str]:
+    cost = row.get("cost") or {}
+    server = cost.get("server_cpu_us_per_request") or {}
+    services = cost.get("services_cpu_us_per_request") or {}
+    ratio = cost.get("server_cpu_ratio_to_raw") or {}
+    return [
+        rank_text(row),
+        d.label(row),
+        d.rps(row),
+        d.num(server.get("median"), "{:,.1f}"),
+        _interval(server.get("ci95"), "{:,.1f}"),
+        d.num(ratio.get("median"), "{:.2f}"),
+        _interval(ratio.get("ci95"), "{:.2f}"),
+        d.num(services.get("median"), "{:,.1f}"),
+        d.ms(row, "p50"),
+        d.ms(row, "p99"),
+        d.ms(row, "p99_9"),
+        d.status(row) + ("" if row.get("rate_held") is not False else " rate-not-held"),
+    ]
+
+
+def rate_tables(run: Run) -> list[str]:
+    """The fixed-rate section: one table per scenario x connections x offered rate, ranked
+    by the server's CPU per request."""
+    if not run.rate_rows:
+        return []
+    boards: dict[tuple[str, int, float], list[Row]] = {}
+    for row in run.rate_rows:
+        boards.setdefault((row["scenario"], int(row["concurrency"]), row["rate"]), []).append(row)
+    out = [
+        "## Fixed-rate cells",
+        "",
+        "Each row offered the same requests/s; ranked by the server's CPU per request (lower "
+        "first) among rows that held at least 98 % of the rate. Latency is timed from each "
+        "request's intended send (no coordinated omission). `x raw floor (CPU)` is the CPU "
+        "per request over the raw server callable's at the same rate, paired round by round; "
+        "`ci95` are t intervals over the rounds: overlapping intervals are ties, marked `=` "
+        "after the rank. How to read "
+        'it: docs/reading-results.md, "Fixed-rate cells".',
+        "",
+    ]
+    for (scenario, conc, rate), rows in sorted(boards.items()):
+        rows.sort(key=d.sort_key)
+        out += [f"### {scenario} at {rate:,.0f} req/s ({conc} connections)", ""]
+        out += [
+            "| " + " | ".join(RATE_COLUMNS) + " |",
+            "|"
+            + "|".join("---" if c in {"target", "status"} else "---:" for c in RATE_COLUMNS)
+            + "|",
+        ]
+        out += ["| " + " | ".join(md_escape(c) for c in rate_row_cells(r)) + " |" for r in rows]
+        out += [""]
+    return out
 
 
 def counts_line(run: Run) -> str:
@@ -83,7 +158,8 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         counts_line(run),
         "",
         "Ranked by median requests/s among rows whose repeats all finished `ok` (pairs and "
-        "floors separately). `spread` = (max - min) / median over repeats; **noisy** above "
+        "floors separately); `2=` marks a rank tied with another row, their 95 % intervals "
+        "overlapping. `spread` = (max - min) / median over repeats; **noisy** above "
         f"{run.noisy_threshold:.0%}. CPU-ms / 1k req is the server's process tree's CPU time "
         "per 1,000 requests; peak RSS the largest sum over the tree (an upper bound with "
         "forked workers). `x server floor` = requests/s over the raw server's on the same "
@@ -120,6 +196,7 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         out += [board_table(rows), ""]
         for name in plots.get(f"{scenario}@{conc}", []):
             out += [f"![{name}]({name})", ""]
+    out += rate_tables(run)
     extra = [k for k in plots if "@" not in k]
     if extra:
         out += ["## Plots", ""]

@@ -83,3 +83,42 @@ def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> Non
     assert row["floors"]["server"]["rps_ratio"] > 0
     assert row["floors"]["framework"]["target"] == "hello_fastapi-uvicorn"
     assert (out / "raw" / "fastapi-uvicorn__json__c64__r1.wrk.json").exists()
+
+
+def test_lab_bench_at_a_fixed_rate_records_costs_and_reads_them_against_the_floor(
+    ready: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    pair = ["--framework", "fastapi", "--server", "uvicorn", "--scenario", "db"]
+    short = ["--repeat", "2", "--duration", "1", "--warmup", "0", "--out", str(out)]
+    code = main(["bench", "--rate", "300", *pair, "--scenario", "json", *short])
+    assert code == 0
+    run = RunDir(out)
+    manifest = run.read_manifest()
+    assert manifest["method"]["rates"] == [300.0]
+    assert manifest["method"]["concurrency"] == [64]  # the generator's pool, not a sweep
+    assert manifest["loadgen"]["source"] == "bench/loadgen/loadgen.c"
+    cells = {c["cell_id"]: c for c in run.iter_cells()}
+    assert "fastapi-uvicorn__db__c64__q300__r2" in cells
+    for cell in cells.values():
+        assert cell["outcome"] == "ok", (cell["cell_id"], cell["reasons"])
+        load = cell["load"]
+        assert load["tool"] == "lab-loadgen"
+        assert load["offered_rps"] == 300
+        assert load["rps"] >= 0.98 * 300
+        assert "rate-not-held" not in cell["flags"]
+        assert set(load["latency_us"]) >= {"p50", "p75", "p90", "p99", "p99_9"}
+        assert cell["cost"]["server_cpu_us_per_request"] > 0
+    db = cells["fastapi-uvicorn__db__c64__q300__r1"]["cost"]
+    # the pair's queries show up as PostgreSQL's CPU, billed per request beside the server's
+    assert db["services_cpu_us_by_service"]["postgresql"] > 0
+    assert db["services_unmeasured"] == []
+    summary = json.loads(run.summary.read_text())
+    [row] = [r for r in summary["rows"] if r["key"] == "fastapi-uvicorn__json__c64__q300"]
+    assert row["rate"] == 300 and row["rate_held"] is True
+    assert row["rank"] is not None
+    ratio = row["cost"]["server_cpu_ratio_to_raw"]
+    assert ratio["rounds"] == 2 and ratio["median"] > 1  # the framework costs CPU
+    assert len(ratio["ci95"]) == 2
+    assert main(["report", str(out)]) == 0
+    assert "### json at 300 req/s (64 connections)" in (out / "README.md").read_text()

@@ -407,3 +407,15 @@ def test_fixed_rate_cost_is_read_against_the_raw_floor_round_by_round() -> None:
     assert ratio["min"] == 2.0 and ratio["max"] == 2.2
     assert ratio["ci95"] is not None
     assert rows["a-srv"]["floors"]["server"]["cpu_ratio"] == ratio
+
+
+def test_rows_whose_intervals_overlap_are_tied() -> None:
+    cells = [
+        *(_cell("a-srv", v, repeat=i) for i, v in enumerate([1000.0, 1100.0, 1050.0], 1)),
+        *(_cell("b-srv", v, repeat=i) for i, v in enumerate([1040.0, 1090.0, 990.0], 1)),
+        *(_cell("c-srv", v, repeat=i) for i, v in enumerate([2000.0, 2010.0, 1990.0], 1)),
+    ]
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.5)}
+    assert rows["c-srv"]["rank"] == 1 and rows["c-srv"]["tied_with"] == []
+    assert rows["a-srv"]["tied_with"] == ["b-srv"]
+    assert rows["b-srv"]["tied_with"] == ["a-srv"]
