@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from lab import matrix
-from lab.scenarios import Scenario, scenarios
+from lab.scenarios import Scenario, parse_offered, scenarios
 
 from . import idle, load, loadgen, manifest, preflight, report
 from .method import Method, method_for
@@ -133,9 +133,15 @@ def default_run_dir(method: Method) -> Path:
 def bench(args: argparse.Namespace) -> int:
     argv = ["lab", *sys.argv[1:]] if Path(sys.argv[0]).name in {"lab", "cli.py"} else sys.argv
     experiments = _opt(args, "experiments")
-    rates = tuple(_opt(args, "rate") or ())
-    for rate in rates:
-        if refused := loadgen.check_rate(rate):
+    rates = tuple(str(r) for r in _opt(args, "rate") or ())
+    for spec in rates:
+        if spec == "declared":
+            continue
+        try:
+            offered = parse_offered(spec)
+        except ValueError as exc:
+            raise preflight.PreflightError(str(exc)) from None
+        if offered.rps is not None and (refused := loadgen.check_rate(offered.rps)):
             raise preflight.PreflightError(refused)
     method = method_for(
         quick=args.quick,
@@ -188,13 +194,14 @@ def bench(args: argparse.Namespace) -> int:
         targets = [t for t in choose_targets(args) if scenarios_for(t, chosen, method)]
     if not targets:
         raise preflight.PreflightError("nothing to run: no target serves the chosen scenarios")
-    if rates:
-        for sc in {
-            c.scenario.id: c.scenario for g in build_plan(targets, chosen, method) for c in g.cells
-        }.values():
-            if refused := loadgen.unsupported(sc):
-                raise preflight.PreflightError(refused)
     groups = build_plan(targets, chosen, method)
+    for sc in {c.scenario.id: c.scenario for g in groups for c in g.cells if c.offered}.values():
+        if refused := loadgen.unsupported(sc):
+            raise preflight.PreflightError(refused)
+    if rates and not groups:
+        raise preflight.PreflightError(
+            "nothing to run: no chosen scenario declares rates (matrix.toml `rates`)"
+        )
     cells = sum(len(g.cells) for g in groups)
     if _opt(args, "list", False):
         for group in groups:

@@ -40,9 +40,10 @@ class Method:
     # CPUs held out of deep idle for the run (bench/idle.py): False in runs before 2026-12-06
     awake_cpus: bool = False
     order: str = PLAN_ORDER  # not a choice: what the plan did; see manifest.plan_order
-    # Fixed-rate run (``--rate``): each cell is offered these requests/s by bench/loadgen.c
-    # instead of wrk's closed loop; () is a saturation run.
-    rates: tuple[float, ...] = ()
+    # Fixed-rate run (``--rate``): each cell is offered these rates by bench/loadgen.c instead
+    # of wrk's closed loop: "N" requests/s, "P%" of the target's capacity, or "declared" (each
+    # scenario's own ``rates``); () is a saturation run.
+    rates: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,7 +84,7 @@ def method_for(
     pin: bool = True,
     instances: int | None = None,
     awake: bool = True,
-    rates: tuple[float, ...] = (),
+    rates: tuple[str, ...] = (),
 ) -> Method:
     """The declared method for the mode, with the given overrides. Pinning is on only when
     asked for and the machine has the declared CPUs; the CPUs are held awake when
@@ -127,7 +128,7 @@ def method_for(
     if instances is not None:
         overrides["instances"] = int(instances)
     if rates:
-        overrides["rates"] = tuple(sorted(set(rates)))
+        overrides["rates"] = tuple(dict.fromkeys(rates))
         if not concurrency:
             overrides["concurrency"] = tuple(int(c) for c in bench.get("rate_connections", (64,)))
     return replace(method, **overrides)

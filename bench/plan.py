@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.scenarios import Scenario, scenario
+from lab.scenarios import Offered, Scenario, parse_offered, scenario
 
 from .method import Method
 from .results import cell_id
@@ -31,11 +31,18 @@ class Cell:
     scenario: Scenario
     concurrency: int
     repeat: int
-    rate: float | None = None  # offered requests/s; None: closed loop (wrk)
+    offered: Offered | None = None  # a fixed rate (bench/loadgen.c); None: closed loop (wrk)
 
     @property
     def id(self) -> str:
-        return cell_id(self.target.id, self.scenario.id, self.concurrency, self.repeat, self.rate)
+        label = None if self.offered is None else self.offered.label
+        return cell_id(self.target.id, self.scenario.id, self.concurrency, self.repeat, label)
+
+    @property
+    def capacity_cell(self) -> str:
+        """The closed-loop cell of the same round and server start whose requests/s a share
+        of capacity is taken of."""
+        return cell_id(self.target.id, self.scenario.id, self.concurrency, self.repeat)
 
     @property
     def seed(self) -> int:
@@ -88,6 +95,28 @@ def levels(target: Target, sc: Scenario, method: Method) -> tuple[int, ...]:
     return sc.concurrency or method.concurrency
 
 
+def offered_rates(sc: Scenario, method: Method) -> tuple[Offered, ...]:
+    """The fixed rates a run offers ``sc``: those given (``--rate``), with ``declared``
+    standing for the scenario's own ``rates``."""
+    out: list[Offered] = []
+    for spec in method.rates:
+        for offered in sc.rates if spec == "declared" else (parse_offered(spec),):
+            if offered not in out:
+                out.append(offered)
+    return tuple(out)
+
+
+def loads(sc: Scenario, method: Method) -> tuple[Offered | None, ...]:
+    """The cells' loads for one scenario: the closed loop alone, or the fixed rates, led by
+    the closed loop when a rate is a share of the capacity it measures."""
+    if not method.rates:
+        return (None,)
+    offered = offered_rates(sc, method)
+    if any(o.share is not None for o in offered):
+        return (None, *offered)
+    return offered
+
+
 def build_plan(
     targets: Sequence[Target], scenarios: Sequence[Scenario], method: Method
 ) -> list[Group]:
@@ -104,11 +133,12 @@ def build_plan(
             for config in sorted(by_config):  # "" (the default configuration) first
                 chosen = by_config[config]
                 cells = tuple(
-                    Cell(target, sc, conc, rnd, rate)
+                    Cell(target, sc, conc, rnd, offered)
                     for sc in chosen
                     for conc in levels(target, sc, method)
-                    for rate in (method.rates or (None,))
+                    for offered in loads(sc, method)
                 )
                 env = tuple(sorted(chosen[0].env.items()))
-                groups.append(Group(rnd, target, env, cells))
+                if cells:  # a scenario without declared rates has none in a `declared` run
+                    groups.append(Group(rnd, target, env, cells))
     return groups

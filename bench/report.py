@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import stats
-from .reporting._data import rank_text
+from .reporting._data import fixed_rate, offered_text, rank_text
 from .results import SCHEMA, RunDir
 
 __all__ = ["command", "load_rows", "render"]
@@ -71,27 +71,26 @@ def render(manifest: dict[str, Any], rows: list[dict[str, Any]], console: Consol
             highlight=False,
             markup=False,
         )
-    by_board: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
+    by_board: dict[tuple[str, int, tuple[int, float]], list[dict[str, Any]]] = {}
     for row in rows:
-        by_board.setdefault(
-            (row["scenario"], row["concurrency"], row.get("rate") or 0.0), []
-        ).append(row)
-    for (scenario, conc, rate), board in sorted(by_board.items()):
+        order = stats.offered_order(row.get("offered"))
+        by_board.setdefault((row["scenario"], row["concurrency"], order), []).append(row)
+    for (scenario, conc, _), board in sorted(by_board.items()):
         board.sort(
             key=lambda r: (r["role"] != "pair", r["rank"] is None, r["rank"] or 0, r["target"])
         )
         console.print(
-            _fixed_rate_table(scenario, conc, rate, board)
-            if rate
+            _fixed_rate_table(scenario, conc, board)
+            if fixed_rate(board[0])
             else _saturation_table(scenario, conc, board)
         )
 
 
 def _status(row: dict[str, Any]) -> str:
     status = str(row["outcome"])
-    if row["noisy"] and not row.get("rate"):
+    if row["noisy"] and not fixed_rate(row):
         status += " noisy"
-    if row.get("rate") and row.get("rate_held") is False:
+    if row.get("rate_held") is False:
         status += " rate-not-held"
     if row["client_saturated"]:
         status += " client-saturated"
@@ -144,11 +143,11 @@ def _interval(ci: list[float] | None, fmt: str = "{:,.1f}") -> str:
     return "-" if not ci else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
 
 
-def _fixed_rate_table(scenario: str, conc: int, rate: float, board: list[dict[str, Any]]) -> Table:
+def _fixed_rate_table(scenario: str, conc: int, board: list[dict[str, Any]]) -> Table:
     """A fixed-rate board: ranked by the server's CPU per request, latency from intended
     send time."""
     table = Table(
-        title=f"{scenario} at {rate:,.0f} req/s offered ({conc} connections): "
+        title=f"{scenario} at {offered_text(board[0])} ({conc} connections): "
         "ranked by server CPU per request; latency from each request's intended send",
         title_justify="left",
     )

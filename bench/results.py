@@ -36,11 +36,12 @@ DONE_OUTCOMES = frozenset({"ok", "failed"})
 
 
 def cell_id(
-    target: str, scenario: str, concurrency: int, repeat: int, rate: float | None = None
+    target: str, scenario: str, concurrency: int, repeat: int, offered: str | None = None
 ) -> str:
-    """``rate``: a fixed-rate cell's offered requests/s (``q`` for the rate it is offered)."""
-    offered = "" if rate is None else f"__q{rate:g}"
-    return f"{target}__{scenario}__c{concurrency}{offered}__r{repeat}"
+    """``offered``: a fixed-rate cell's rate as declared (``1000``, or ``50%`` of capacity,
+    written ``50pct``), after a ``q``."""
+    rate = "" if offered is None else "__q" + offered.replace("%", "pct")
+    return f"{target}__{scenario}__c{concurrency}{rate}__r{repeat}"
 
 
 def stored_method(method: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ a crash of the server or Ctrl-C. A server that does not start or dies marks its 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -327,13 +328,15 @@ class Runner:
 
     # -- one cell --------------------------------------------------------------------------
 
-    def _load(self, cell: Cell, server: Server, duration: float, tag: str) -> load.LoadRun:
+    def _load(
+        self, cell: Cell, server: Server, duration: float, tag: str, rate: float | None
+    ) -> load.LoadRun:
         cpus = tuple(self.method.client_cpus) if self.method.pin else None
-        if cell.rate is not None:
+        if rate is not None:
             return loadgen.run_rate_load(
                 server.base_url,
                 cell.scenario,
-                rate=cell.rate,
+                rate=rate,
                 connections=cell.concurrency,
                 duration_s=duration,
                 timeout_s=self.method.timeout_s,
@@ -359,7 +362,7 @@ class Runner:
     def _services_meter(self, cell: Cell) -> ServicesMeter | None:
         """The services to meter during a fixed-rate cell of a target that uses them: those
         on this machine (a loopback URL), found once per run."""
-        if cell.rate is None or not cell.target.needs_services or self.services is None:
+        if cell.offered is None or not cell.target.needs_services or self.services is None:
             return None
         if self._service_pids is None:
             reported = preflight.service_pids(self.services)
@@ -381,9 +384,37 @@ class Runner:
             return None
         return Probe(server.base_url, exp.probe, timeout_s=self.method.timeout_s)
 
+    def _rate(self, cell: Cell) -> tuple[float | None, float | None]:
+        """The requests/s to offer ``cell`` (None: closed loop) and, for a share of capacity,
+        the capacity it is a share of: the closed-loop cell just measured in the same round
+        and server start. Raises ValueError when that cell has no usable figure."""
+        offered = cell.offered
+        if offered is None:
+            return None, None
+        if offered.rps is not None:
+            return offered.rps, None
+        assert offered.share is not None
+        path = self.run.cell_path(cell.capacity_cell)
+        record = json.loads(path.read_text()) if path.exists() else None
+        if record is None or record["outcome"] != "ok":
+            raise ValueError(
+                f"{offered.label} of capacity: {cell.capacity_cell} "
+                + ("was not measured" if record is None else f"is {record['outcome']}")
+            )
+        capacity = float(record["load"]["rps"])
+        rate = round(capacity * offered.share, 1)
+        if refused := loadgen.check_rate(rate):
+            raise ValueError(f"{offered.label} of {capacity:,.0f} requests/s: {refused}")
+        return rate, capacity
+
     def _run_cell(self, cell: Cell, group: Group, server: Server) -> None:
         m = self.method
         started_at = now_iso()
+        try:
+            rate, capacity = self._rate(cell)
+        except ValueError as exc:
+            self._write_error(cell, str(exc), group, server, started_at)
+            return
         warm: load.LoadRun | None = None
         primed = None
         try:
@@ -394,7 +425,7 @@ class Runner:
                 primed = checks.prime(server.base_url, cell.scenario, timeout_s=m.timeout_s)
             if m.warmup_s > 0:
                 self.ui.cell(cell, "warm-up", m.warmup_s)
-                warm = self._load(cell, server, m.warmup_s, "warmup")
+                warm = self._load(cell, server, m.warmup_s, "warmup", rate)
             settle_s = wait_idle(server.proc.pid) if server.proc is not None else 0.0
             before = checks.check_once(server.base_url, cell.scenario, timeout_s=m.timeout_s)
             self.ui.cell(cell, "measure", m.duration_s)
@@ -407,10 +438,10 @@ class Runner:
                 if probe is not None:
                     during.enter_context(probe)
                 # a fixed-rate cell's cost: the scheduler's nanoseconds, read around the load
-                exact = server.proc.pid if cell.rate is not None and server.proc else None
+                exact = server.proc.pid if rate is not None and server.proc else None
                 server_before = tree_runtime_ns(exact) if exact else {}
                 services_before = meter.read() if meter is not None else {}
-                run = self._load(cell, server, m.duration_s, "wrk")
+                run = self._load(cell, server, m.duration_s, "wrk", rate)
                 services_after = meter.read() if meter is not None else {}
                 server_after = tree_runtime_ns(exact) if exact else {}
             if cell.scenario.overload and server.proc is not None:
@@ -437,7 +468,7 @@ class Runner:
             return
         result = run.result
         load_json = {
-            "tool": "wrk" if cell.rate is None else "lab-loadgen",
+            "tool": "wrk" if rate is None else "lab-loadgen",
             **result.to_json(),
             "duration_s": m.duration_s,
             "timeout_s": m.timeout_s,
@@ -470,7 +501,7 @@ class Runner:
         load_json["latency_coverage"] = None if coverage is None else round(coverage, 4)
         flags = []
         cost = None
-        if cell.rate is None:
+        if rate is None:
             if util >= m.client_saturated:
                 flags.append("client-saturated")
             if coverage is not None and coverage < stats.CENSORED_BELOW:
@@ -481,7 +512,7 @@ class Runner:
             lag_p99 = (result.send_lag_us or {}).get("p99", 0.0)
             if lag_p99 > stats.GENERATOR_LAG_US:
                 flags.append("client-saturated")
-            if not stats.rate_held(result.rps, cell.rate):
+            if not stats.rate_held(result.rps, rate):
                 flags.append("rate-not-held")
             cost = stats.fixed_rate_cost(
                 result.requests,
@@ -490,7 +521,7 @@ class Runner:
                 unmeasured=meter.unmeasured if meter is not None else [],
             )
         record = {
-            **self._cell_head(cell, group, started_at),
+            **self._cell_head(cell, group, started_at, rate, capacity),
             "outcome": "failed" if reasons else "ok",
             "reasons": reasons,
             "flags": flags,
@@ -520,7 +551,16 @@ class Runner:
         }
         self._write(cell, record)
 
-    def _cell_head(self, cell: Cell, group: Group, started_at: str) -> dict[str, Any]:
+    def _cell_head(
+        self,
+        cell: Cell,
+        group: Group,
+        started_at: str,
+        rate: float | None = None,
+        capacity: float | None = None,
+    ) -> dict[str, Any]:
+        """What every cell record starts with; ``rate`` is the requests/s a fixed-rate cell
+        was offered, ``capacity`` the closed-loop figure a share of capacity was taken of."""
         return {
             "run_id": self.run.run_id,
             "cell_id": cell.id,
@@ -528,7 +568,10 @@ class Runner:
             "target": target_json(cell.target, self.method.workers),
             "scenario": scenario_json(cell),
             "concurrency": cell.concurrency,
-            "rate": cell.rate,
+            "offered": None if cell.offered is None else cell.offered.label,
+            "rate": rate,
+            "capacity_share": None if cell.offered is None else cell.offered.share,
+            "capacity_rps": capacity,
             "repeat": cell.repeat,
             "round": group.round,
             "session": self.session,

@@ -10,7 +10,9 @@ over plain data (cell records as written to disk), so they are tested without an
   dispersion; an IQR needs more). A row whose spread exceeds the noisy threshold is *noisy*:
   still ranked, but flagged. One repeat: spread ``null``, noisy ``false`` (not assessed).
 - A row is ranked only when all its repeats are ``ok``; failed and errored rows never are.
-- A fixed-rate row (``lab bench --rate``) is one more key: the offered rate. It is ranked by
+- A fixed-rate row (``lab bench --rate``) is one more key: the rate as offered (``1000``
+  requests/s, or ``50%`` of each target's own capacity, which is a different number of
+  requests/s for each target and round). It is ranked by
   the server's CPU per request (lower first), and only when every repeat held the rate
   (achieved at least :data:`HELD_FRACTION` of offered); a cell below it is flagged
   ``rate-not-held``. Its cost is also read against its floors, round by round.
@@ -36,6 +38,8 @@ __all__ = [
     "good_rps",
     "latency_coverage",
     "median",
+    "offered",
+    "offered_order",
     "paired_ratio",
     "per_round_ratio",
     "percentile",
@@ -206,14 +210,17 @@ def good_rps(load: Mapping[str, Any]) -> float | None:
     return float(load["rps"]) * good / responses
 
 
-def _row_key(cell: Mapping[str, Any]) -> tuple[str, str, int, float | None]:
+def offered(cell: Mapping[str, Any]) -> str | None:
+    """A fixed-rate cell's rate as offered (``1000``, ``50%``); None for a closed-loop one."""
+    label = cell.get("offered")
     rate = cell.get("rate")
-    return (
-        cell["target"]["id"],
-        cell["scenario"]["id"],
-        int(cell["concurrency"]),
-        None if rate is None else float(rate),
-    )
+    if label is None and rate is not None:  # written before shares of capacity existed
+        label = f"{float(rate):g}"
+    return None if label is None else str(label)
+
+
+def _row_key(cell: Mapping[str, Any]) -> tuple[str, str, int, str | None]:
+    return (cell["target"]["id"], cell["scenario"]["id"], int(cell["concurrency"]), offered(cell))
 
 
 def summarise(
@@ -223,7 +230,7 @@ def summarise(
     planned_repeats: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per target x scenario x concurrency, ranked and read against its floors."""
-    groups: dict[tuple[str, str, int, float | None], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, int, str | None], list[Mapping[str, Any]]] = {}
     for cell in cells:
         groups.setdefault(_row_key(cell), []).append(cell)
     rows = [
@@ -234,7 +241,7 @@ def summarise(
         key=lambda r: (
             r["scenario"],
             r["concurrency"],
-            r["rate"] or 0.0,
+            offered_order(r["offered"]),
             r["role"] != "pair",
             r["target"],
         )
@@ -291,10 +298,11 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
     good = [g for g in (good_rps(c["load"]) for c in ok) if g is not None] if overload else []
     target = first["target"]
     probes = [c["probe"] for c in ok if c.get("probe") and c["probe"].get("latency_ms")]
-    rate = first.get("rate")
-    offered = "" if rate is None else f"__q{float(rate):g}"
+    label = offered(first)
+    suffix = "" if label is None else "__q" + label.replace("%", "pct")
+    rates = [float(c["rate"]) for c in ok if c.get("rate") is not None]
     return {
-        "key": f"{target['id']}__{first['scenario']['id']}__c{first['concurrency']}{offered}",
+        "key": f"{target['id']}__{first['scenario']['id']}__c{first['concurrency']}{suffix}",
         "target": target["id"],
         "role": target["role"],
         "framework": target.get("framework"),
@@ -303,11 +311,18 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "kind": target.get("kind"),
         "scenario": first["scenario"]["id"],
         "concurrency": int(first["concurrency"]),
-        "rate": None if rate is None else float(rate),
+        # a fixed-rate row: the rate as offered, the requests/s that meant (for a share of
+        # capacity, each round's own), and the capacity it was a share of
+        "offered": label,
+        "rate": median(rates),
+        "capacity_share": first.get("capacity_share"),
+        "capacity_rps": median(
+            [float(c["capacity_rps"]) for c in ok if c.get("capacity_rps") is not None]
+        ),
         "rate_held": None
-        if rate is None
+        if label is None
         else bool(ok) and not any("rate-not-held" in c.get("flags", ()) for c in cells),
-        "cost": None if rate is None else _cost(ok),
+        "cost": None if label is None else _cost(ok),
         "repeats": len(cells),
         "repeats_ok": len(ok),
         "outcome": outcome,
@@ -354,6 +369,15 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
     }
 
 
+def offered_order(label: str | None) -> tuple[int, float]:
+    """Closed loop first, then absolute rates ascending, then shares of capacity."""
+    if label is None:
+        return (0, 0.0)
+    if label.endswith("%"):
+        return (2, float(label[:-1]))
+    return (1, float(label))
+
+
 def _cost(ok: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The fixed-rate costs of a row's ok cells: median, per round and ci95 of each."""
     out: dict[str, Any] = {}
@@ -385,17 +409,17 @@ def _summed(tables: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
 
 def _rank(rows: list[dict[str, Any]]) -> None:
     """Rank within scenario x concurrency, pairs and floors separately; ok rows only."""
-    boards: dict[tuple[str, int, float | None, str], list[dict[str, Any]]] = {}
+    boards: dict[tuple[str, int, str | None, str], list[dict[str, Any]]] = {}
     for row in rows:
         if row["outcome"] != "ok" or row["rps"]["median"] is None:
             continue
-        if row["rate"] is not None and not (row["rate_held"] and _server_cost(row) is not None):
+        if row["offered"] is not None and not (row["rate_held"] and _server_cost(row) is not None):
             continue
         boards.setdefault(
-            (row["scenario"], row["concurrency"], row["rate"], row["role"]), []
+            (row["scenario"], row["concurrency"], row["offered"], row["role"]), []
         ).append(row)
-    for (_, _, rate, _), board in boards.items():
-        if rate is None:
+    for (_, _, label, _), board in boards.items():
+        if label is None:
             board.sort(key=lambda r: -float(r["rps"]["median"]))
         else:
             board.sort(key=lambda r: float(_server_cost(r) or 0.0))
@@ -413,7 +437,7 @@ def _rank(rows: list[dict[str, Any]]) -> None:
 def _ranked_ci(row: Mapping[str, Any]) -> list[float] | None:
     """The interval of the figure a row is ranked by: requests/s, or at a fixed rate the
     server's CPU per request."""
-    if row.get("rate") is None:
+    if row.get("offered") is None:
         return (row.get("rps") or {}).get("ci95")
     cost = (row.get("cost") or {}).get("server_cpu_us_per_request") or {}
     return cost.get("ci95")
@@ -460,11 +484,11 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
     ``framework`` = its framework's hello world; ``rps_ratio`` is the ratio of the medians,
     ``per_round`` the ratios round by round (:func:`per_round_ratio`). Only ok rows are read
     against ok floors."""
-    by_key = {(r["target"], r["scenario"], r["concurrency"], r["rate"]): r for r in rows}
+    by_key = {(r["target"], r["scenario"], r["concurrency"], r["offered"]): r for r in rows}
     for row in rows:
         refs = row.get("floor_targets") or {}
         for role, floor_id in refs.items():
-            floor = by_key.get((floor_id, row["scenario"], row["concurrency"], row["rate"]))
+            floor = by_key.get((floor_id, row["scenario"], row["concurrency"], row["offered"]))
             ratio, rounds = None, None
             if (
                 floor is not None
@@ -476,7 +500,7 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
                 ratio = round(float(row["rps"]["median"]) / float(floor["rps"]["median"]), 4)
                 rounds = per_round_ratio(row, floor)
             row["floors"][role] = {"target": floor_id, "rps_ratio": ratio, "per_round": rounds}
-            if row["rate"] is not None and row["cost"] is not None:
+            if row["offered"] is not None and row["cost"] is not None:
                 # at a fixed rate the figure to read against the floor is CPU per request
                 both_ok = floor is not None and floor["outcome"] == "ok" and row["outcome"] == "ok"
                 cost_ratio = (

@@ -85,12 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--rate",
-        type=float,
         action="append",
         default=[],
-        metavar="RPS",
-        help="offer RPS requests/s to each cell (repeatable) with the fixed-rate generator, "
-        "timing each request from its intended send; default: wrk's closed loop",
+        metavar="RATE",
+        help="offer RATE to each cell with the fixed-rate generator, timing each request from "
+        "its intended send (repeatable): N requests/s, P%% of each target's capacity (measured "
+        "just before), or 'declared' (each scenario's rates in matrix.toml); default: wrk's "
+        "closed loop",
     )
     bench.add_argument("--warmup", type=float, help="warm-up seconds before each cell")
     bench.add_argument("--workers", type=int, help="server workers (default 1: one core)")

@@ -18,9 +18,48 @@ from typing import Any
 
 from .matrix import MATRIX_FILE
 
-__all__ = ["Check", "LoadCheck", "Scenario", "matrix_table", "scenario", "scenarios"]
+__all__ = [
+    "Check",
+    "LoadCheck",
+    "Offered",
+    "Scenario",
+    "matrix_table",
+    "parse_offered",
+    "scenario",
+    "scenarios",
+]
 
 ID_PLACEHOLDER = "{id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """A fixed rate to offer: ``rps`` requests/s, or ``share`` of the target's own capacity
+    (its closed-loop requests/s, measured just before in the same round and server start)."""
+
+    rps: float | None = None
+    share: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.rps:g}" if self.rps is not None else f"{(self.share or 0) * 100:g}%"
+
+
+def parse_offered(text: str | float) -> Offered:
+    """``"2000"`` (requests/s) or ``"50%"`` (of capacity). Raises ValueError saying why."""
+    raw = str(text).strip()
+    if raw.endswith("%"):
+        try:
+            percent = float(raw[:-1])
+        except ValueError:
+            raise ValueError(f"a rate {raw!r} is N (requests/s) or P% (of capacity)") from None
+        if not 0 < percent <= 100:
+            raise ValueError(f"a share of capacity is above 0% and at most 100% (got {raw})")
+        return Offered(share=percent / 100)
+    try:
+        return Offered(rps=float(raw))
+    except ValueError:
+        raise ValueError(f"a rate {raw!r} is N (requests/s) or P% (of capacity)") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +112,9 @@ class Scenario:
     # (good answers per second leave it out), not a failure; ``expect`` lists the statuses
     # the contract answers under overload (a shed 503, an all-timed-out 504).
     overload: bool = False
+    # The fixed rates `lab bench --rate declared` offers this scenario (requests/s or shares
+    # of each target's capacity); empty: none declared.
+    rates: tuple[Offered, ...] = ()
 
     @property
     def in_matrix(self) -> bool:
@@ -179,6 +221,7 @@ def _scenario(name: str, spec: dict[str, Any]) -> Scenario:
         experiment_only=bool(spec.get("experiment_only", False)),
         floor_only=bool(spec.get("floor_only", False)),
         overload=bool(spec.get("overload", False)),
+        rates=tuple(parse_offered(r) for r in spec.get("rates", ())),
     )
 
 

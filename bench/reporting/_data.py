@@ -61,7 +61,7 @@ class Run:
         recorded count as the first)."""
         out: dict[Board, set[int]] = {}
         for cell in self.cells:
-            if cell.get("rate") is not None:
+            if stats.offered(cell) is not None:
                 continue
             board = (cell["scenario"]["id"], int(cell["concurrency"]))
             out.setdefault(board, set()).add(int(cell.get("session", 0)))
@@ -188,9 +188,9 @@ def load(directory: Path) -> Run:
     return Run(
         path=directory,
         manifest=manifest,
-        rows=[r for r in rows if r.get("rate") is None],
+        rows=[r for r in rows if not fixed_rate(r)],
         cells=cells,
-        rate_rows=[r for r in rows if r.get("rate") is not None],
+        rate_rows=[r for r in rows if fixed_rate(r)],
     )
 
 
@@ -267,6 +267,19 @@ def status(row: Row, width: int = 80) -> str:
         if len(row["reasons"]) > 1:
             text += f" (+{len(row['reasons']) - 1} more)"
     return text
+
+
+def fixed_rate(row: Row) -> bool:
+    """A row of fixed-rate cells (summaries written before ``offered`` have ``rate``)."""
+    return row.get("offered") is not None or row.get("rate") is not None
+
+
+def offered_text(row: Row) -> str:
+    """``1,000 req/s`` or ``50% of each target's capacity``."""
+    label = str(row.get("offered") or f"{float(row['rate']):g}")
+    if label.endswith("%"):
+        return f"{label} of each target's capacity"
+    return f"{float(label):,.0f} req/s"
 
 
 def rank_text(row: Row) -> str:

@@ -4,6 +4,8 @@ or noisy row is printed with its flag and its first reason."""
 
 from __future__ import annotations
 
+from bench import stats
+
 from . import _data as d
 from ._data import Row, Run, rank_text
 
@@ -100,9 +102,10 @@ def rate_tables(run: Run) -> list[str]:
     by the server's CPU per request."""
     if not run.rate_rows:
         return []
-    boards: dict[tuple[str, int, float], list[Row]] = {}
+    boards: dict[tuple[str, int, tuple[int, float]], list[Row]] = {}
     for row in run.rate_rows:
-        boards.setdefault((row["scenario"], int(row["concurrency"]), row["rate"]), []).append(row)
+        board = (row["scenario"], int(row["concurrency"]), stats.offered_order(row["offered"]))
+        boards.setdefault(board, []).append(row)
     out = [
         "## Fixed-rate cells",
         "",
@@ -115,9 +118,9 @@ def rate_tables(run: Run) -> list[str]:
         'it: docs/reading-results.md, "Fixed-rate cells".',
         "",
     ]
-    for (scenario, conc, rate), rows in sorted(boards.items()):
+    for (scenario, conc, _), rows in sorted(boards.items()):
         rows.sort(key=d.sort_key)
-        out += [f"### {scenario} at {rate:,.0f} req/s ({conc} connections)", ""]
+        out += [f"### {scenario} at {d.offered_text(rows[0])} ({conc} connections)", ""]
         out += [
             "| " + " | ".join(RATE_COLUMNS) + " |",
             "|"

@@ -95,7 +95,7 @@ def test_lab_bench_at_a_fixed_rate_records_costs_and_reads_them_against_the_floo
     assert code == 0
     run = RunDir(out)
     manifest = run.read_manifest()
-    assert manifest["method"]["rates"] == [300.0]
+    assert manifest["method"]["rates"] == ["300"]
     assert manifest["method"]["concurrency"] == [64]  # the generator's pool, not a sweep
     assert manifest["loadgen"]["source"] == "bench/loadgen/loadgen.c"
     cells = {c["cell_id"]: c for c in run.iter_cells()}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.cli import choose_scenarios
 from bench.method import method_for
 from bench.plan import build_plan
 from bench.targets import floors, select_targets
 from lab import matrix
-from lab.scenarios import scenario, scenarios
+from lab.scenarios import parse_offered, scenario, scenarios
 
 ROUTES = (
     "plaintext",
@@ -192,3 +194,39 @@ def test_hello_floors_measure_the_database_path() -> None:
     for floor in floors():
         if floor.floor_of == "framework":
             assert "db" in floor.scenarios and floor.services, floor.name
+
+
+def test_a_share_of_capacity_follows_the_closed_loop_cell_it_is_taken_of() -> None:
+    method = method_for(quick=False, repeats=1, rates=("1000", "50%"))
+    assert method.concurrency == (64,)  # the generator's pool, not the closed-loop sweep
+    [target] = select_targets(("fastapi",), ("uvicorn",), with_floors=False)
+    [group] = build_plan([target], [scenario("json")], method)
+    assert [c.id for c in group.cells] == [
+        "fastapi-uvicorn__json__c64__r1",
+        "fastapi-uvicorn__json__c64__q1000__r1",
+        "fastapi-uvicorn__json__c64__q50pct__r1",
+    ]
+    assert group.cells[2].capacity_cell == group.cells[0].id
+
+
+def test_absolute_rates_alone_need_no_closed_loop_cell() -> None:
+    method = method_for(quick=False, repeats=1, rates=("2000",))
+    [target] = select_targets(("fastapi",), ("uvicorn",), with_floors=False)
+    [group] = build_plan([target], [scenario("json")], method)
+    assert [c.id for c in group.cells] == ["fastapi-uvicorn__json__c64__q2000__r1"]
+
+
+def test_declared_rates_come_from_each_scenario() -> None:
+    method = method_for(quick=False, repeats=1, rates=("declared",))
+    [target] = select_targets(("fastapi",), ("uvicorn",), with_floors=False)
+    groups = build_plan([target], [scenario("json"), scenario("fortunes")], method)
+    declared = [o.label for o in scenario("json").rates]
+    assert declared  # matrix.toml gives json its rates; fortunes has none, so no cells
+    assert {c.scenario.id for g in groups for c in g.cells} == {"json"}
+    assert [c.offered.label for c in groups[0].cells if c.offered] == declared
+
+
+@pytest.mark.parametrize("text", ["0%", "150%", "fast", "%"])
+def test_a_rate_that_is_neither_a_number_nor_a_share_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"a rate|a share"):
+        parse_offered(text)
