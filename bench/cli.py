@@ -248,7 +248,9 @@ def _measure(
         "server_starts": len(groups),
     }
     if run.exists():
-        session = _resume_manifest(run, method, argv, selection, urls, awake)
+        session = _resume_manifest(
+            run, method, argv, selection, urls, awake, allow_mixed=_opt(args, "allow_mixed", False)
+        )
     else:
         session = 0
         run.create()
@@ -332,6 +334,24 @@ def _measure(
     return 1 if bad and _opt(args, "strict", False) else 0
 
 
+def _mixed_sitting(data: Mapping[str, Any], here: Mapping[str, Any]) -> str:
+    """How this session differs from the run's first in machine, boot or commit ("" when
+    it does not): absolute figures from two sittings differ up to 2x on one VM type."""
+    first_machine = data.get("machine") or {}
+    first_git = data.get("git") or {}
+    differences = [
+        f"on {label} {first_machine.get(key)!r} (now {here['machine'].get(key)!r})"
+        for key, label in (("hostname", "host"), ("boot_id", "boot"))
+        if first_machine.get(key) and first_machine.get(key) != here["machine"].get(key)
+    ]
+    if first_git.get("commit") != here["git"].get("commit"):
+        differences.append(
+            f"at commit {str(first_git.get('commit'))[:12]} "
+            f"(now {str(here['git'].get('commit'))[:12]})"
+        )
+    return ", ".join(differences)
+
+
 def _changes(before: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> str:
     """``k was a, now b`` for each of ``keys`` whose value differs; empty when none does."""
     return ", ".join(
@@ -348,6 +368,8 @@ def _resume_manifest(
     selection: dict[str, Any],
     urls: preflight.ServiceUrls | None,
     awake: dict[str, Any],
+    *,
+    allow_mixed: bool = False,
 ) -> int:
     """Check that a resumed run measures as before, record this session, return its index.
 
@@ -368,6 +390,13 @@ def _resume_manifest(
         raise preflight.PreflightError(
             f"{run.path} was measured with other settings in the environment ({detail}): "
             "resume with the same ones or choose a new --out"
+        )
+    here = {"machine": manifest.machine(), "git": manifest.git_info()}
+    if (mixed := _mixed_sitting(data, here)) and not allow_mixed:
+        raise preflight.PreflightError(
+            f"{run.path} was measured {mixed}: its tables would mix sittings. Resume it where "
+            "it began (same machine, boot and commit), choose a new --out, or pass "
+            "--allow-mixed (the report then marks every table that mixes sessions)"
         )
     sessions = data.setdefault("sessions", [])
     sessions.append(

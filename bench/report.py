@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import stats
-from .reporting._data import fixed_rate, offered_text, rank_text
+from .reporting._data import fixed_rate, offered_label, offered_text, rank_text
 from .results import SCHEMA, RunDir
 
 __all__ = ["command", "load_rows", "render"]
@@ -73,7 +73,7 @@ def render(manifest: dict[str, Any], rows: list[dict[str, Any]], console: Consol
         )
     by_board: dict[tuple[str, int, tuple[int, float]], list[dict[str, Any]]] = {}
     for row in rows:
-        order = stats.offered_order(row.get("offered"))
+        order = stats.offered_order(offered_label(row))
         by_board.setdefault((row["scenario"], row["concurrency"], order), []).append(row)
     for (scenario, conc, _), board in sorted(by_board.items()):
         board.sort(

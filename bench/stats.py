@@ -395,6 +395,17 @@ def _cost(ok: list[Mapping[str, Any]]) -> dict[str, Any]:
             "ci95": ci95(values),
         }
     out["server_cpu_ratio_to_raw"] = None  # filled by _floor_ratios
+    server = out["server_cpu_us_per_request"]["median"]
+    services = out["services_cpu_us_per_request"]["median"]
+    # What a core could carry if this CPU per request were all it did (an upper bound: at
+    # full load a request costs less, fewer wake-ups, or more, contention), and the share of
+    # the whole CPU per request that PostgreSQL, Redis and the upstream spent.
+    out["derived_rps_per_core"] = round(1e6 / server, 1) if server else None
+    out["services_share"] = (
+        round(services / (server + services), 4)
+        if server is not None and services is not None and server + services > 0
+        else None
+    )
     return out
 
 

@@ -119,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         help="load a server that is already running instead of the matrix",
     )
     bench.add_argument("--target-name", help="the name --target's results go under")
+    bench.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="resume a run begun on another machine, boot or commit (its tables then mix "
+        "sittings, and say so)",
+    )
     bench.add_argument("--list", action="store_true", help="print the planned cells and exit")
     bench.add_argument("--strict", action="store_true", help="exit 1 when a cell failed or errored")
 

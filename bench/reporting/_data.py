@@ -269,14 +269,21 @@ def status(row: Row, width: int = 80) -> str:
     return text
 
 
+def offered_label(row: Row) -> str | None:
+    """A fixed-rate row's rate as offered (``1000``, ``50%``); None for a closed-loop row.
+    Summaries written before ``offered`` existed have only ``rate``."""
+    if row.get("offered") is not None:
+        return str(row["offered"])
+    return None if row.get("rate") is None else f"{float(row['rate']):g}"
+
+
 def fixed_rate(row: Row) -> bool:
-    """A row of fixed-rate cells (summaries written before ``offered`` have ``rate``)."""
-    return row.get("offered") is not None or row.get("rate") is not None
+    return offered_label(row) is not None
 
 
 def offered_text(row: Row) -> str:
     """``1,000 req/s`` or ``50% of each target's capacity``."""
-    label = str(row.get("offered") or f"{float(row['rate']):g}")
+    label = str(offered_label(row))
     if label.endswith("%"):
         return f"{label} of each target's capacity"
     return f"{float(label):,.0f} req/s"

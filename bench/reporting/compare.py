@@ -7,6 +7,13 @@ change goes past it in its direction (``rps:-5%``: requests/s fell by more than 
 regression whatever the thresholds (when any is given). Rows found in one run only are
 listed, not compared.
 
+Fixed-rate rows (``lab bench --rate``) are matched on (target, scenario, connections, rate
+as offered) and judged by their 95 % intervals, not by thresholds: a difference whose
+intervals overlap is "inside the intervals". The figure normalised by the raw floor of the
+same round (``cost.server_cpu_ratio_to_raw``) is compared across machines; absolute figures
+(CPU per request, p99) only when both runs come from the same machine and boot, since they
+move 2x between VMs of one type.
+
 Exit status: 0 when no threshold is crossed, 1 when one is, 2 on a usage error.
 """
 
@@ -17,6 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import idle
 from . import _data as d
@@ -84,6 +92,7 @@ class Comparison:
 
 
 def _index(run: Run) -> dict[tuple[str, str, int], Row]:
+    """The closed-loop rows (``run.rows``); fixed-rate rows are not compared here yet."""
     return {(r["target"], r["scenario"], int(r["concurrency"])): r for r in run.rows}
 
 
@@ -145,6 +154,83 @@ def compare(old: Run, new: Run, thresholds: Sequence[Threshold]) -> Comparison:
     return Comparison(lines, only_old, only_new, _method_warnings(old, new))
 
 
+def same_machine(old: Run, new: Run) -> bool:
+    """One machine and one boot: only then do absolute figures compare."""
+    a, b = old.manifest.get("machine") or {}, new.manifest.get("machine") or {}
+    keys = ("hostname", "boot_id", "cpu_model")
+    return all(a.get(k) is not None and a.get(k) == b.get(k) for k in keys)
+
+
+FIXED_RATE_FIGURES: dict[str, tuple[str, bool, Callable[[Row], dict[str, Any] | None]]] = {
+    # name: (label, absolute?, the row's {"median", "ci95"} of it)
+    "ratio": (
+        "CPU/req over raw floor",
+        False,
+        lambda r: (r.get("cost") or {}).get("server_cpu_ratio_to_raw"),
+    ),
+    "cpu": (
+        "server CPU µs/req",
+        True,
+        lambda r: (r.get("cost") or {}).get("server_cpu_us_per_request"),
+    ),
+}
+
+
+def judge(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
+    """NEW against OLD for one figure: inside or outside the two 95 % intervals."""
+    if not old or not new or old.get("median") is None or new.get("median") is None:
+        return "-"
+    ratio = float(new["median"]) / float(old["median"]) if old["median"] else None
+    shown = "-" if ratio is None else f"x{ratio:.3f}"
+    a, b = old.get("ci95"), new.get("ci95")
+    if not a or not b:
+        return f"{shown} (no interval: one round)"
+    if a[0] <= b[1] and b[0] <= a[1]:
+        return f"{shown}, inside the intervals"
+    return f"{shown}, {'above' if b[0] > a[1] else 'below'} OLD's interval"
+
+
+def fixed_rate_lines(old: Run, new: Run) -> list[str]:
+    """The fixed-rate section of the comparison (empty when either run has none)."""
+    a = {
+        (r["target"], r["scenario"], int(r["concurrency"]), d.offered_label(r)): r
+        for r in old.rate_rows
+    }
+    b = {
+        (r["target"], r["scenario"], int(r["concurrency"]), d.offered_label(r)): r
+        for r in new.rate_rows
+    }
+    shared = sorted(set(a) & set(b), key=lambda k: (d.scenario_order(k[1]), str(k[3]), k[0]))
+    if not shared:
+        return []
+    here = same_machine(old, new)
+    figures = [f for f, (_, absolute, _) in FIXED_RATE_FIGURES.items() if here or not absolute]
+    out = [
+        "## Fixed-rate rows",
+        "",
+        "NEW/OLD of each figure, and whether NEW's 95 % interval overlaps OLD's (a difference "
+        "inside the intervals is not shown by these runs). "
+        + (
+            "Same machine and boot: absolute figures are compared too."
+            if here
+            else "Different machines (or a reboot): only the figure normalised by the raw "
+            "floor measured beside it is compared; absolute microseconds move 2x between VMs."
+        ),
+        "",
+    ]
+    head = ["target", "scenario", "rate", *(FIXED_RATE_FIGURES[f][0] for f in figures)]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in shared:
+        ro, rn = a[key], b[key]
+        cells = [key[0], key[1], str(key[3])]
+        for f in figures:
+            get = FIXED_RATE_FIGURES[f][2]
+            ok = ro["outcome"] == "ok" and rn["outcome"] == "ok"
+            cells.append(judge(get(ro), get(rn)) if ok else "not compared (not ok)")
+        out.append("| " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
 def _pct(change: float | None) -> str:
     return "-" if change is None else f"{change * 100:+.1f}%"
 
@@ -190,6 +276,7 @@ def markdown(old: Run, new: Run, result: Comparison, thresholds: Sequence[Thresh
         if rows:
             out.append(f"{title} (not compared): " + ", ".join(r["key"] for r in rows) + ".")
             out.append("")
+    out += fixed_rate_lines(old, new)
     n = len(result.regressions)
     out.append(
         f"{len(result.lines)} rows compared, {n} crossing a threshold."

@@ -104,7 +104,11 @@ def rate_tables(run: Run) -> list[str]:
         return []
     boards: dict[tuple[str, int, tuple[int, float]], list[Row]] = {}
     for row in run.rate_rows:
-        board = (row["scenario"], int(row["concurrency"]), stats.offered_order(row["offered"]))
+        board = (
+            row["scenario"],
+            int(row["concurrency"]),
+            stats.offered_order(d.offered_label(row)),
+        )
         boards.setdefault(board, []).append(row)
     out = [
         "## Fixed-rate cells",

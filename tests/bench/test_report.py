@@ -428,3 +428,61 @@ def test_a_full_run_lists_the_matrix_scenarios_it_has_not_measured(tmp_path: Pat
     quick = make_run(tmp_path / "quick", mode="quick", repeats=1)
     write_report(load(quick), with_plots=False)
     assert "Not yet measured" not in (quick / "README.md").read_text()
+
+
+# --- fixed-rate rows ---------------------------------------------------------------------
+
+
+def rate_cell(target: str, repeat: int, cpu_us: float, *, role: str = "pair") -> dict[str, Any]:
+    """A fixed-rate cell of ``json`` at 1,000 requests/s that cost ``cpu_us`` a request."""
+    record = cell(target, "json", 64, repeat, 1000.0, role=role)
+    record["cell_id"] = f"{target}__json__c64__q1000__r{repeat}"
+    record.update(
+        offered="1000",
+        rate=1000.0,
+        cost=stats.fixed_rate_cost(
+            10_000, server_cpu_s=cpu_us / 100, services_cpu_s={}, unmeasured=[]
+        ),
+    )
+    return record
+
+
+def rate_run(path: Path, pair_cpu: list[float], raw_cpu: list[float], host: str) -> Path:
+    cells = [rate_cell("fastapi-uvicorn", r, c) for r, c in enumerate(pair_cpu, 1)]
+    cells += [rate_cell("raw_asgi-uvicorn", r, c, role="floor") for r, c in enumerate(raw_cpu, 1)]
+    make_run(path, cells)
+    data = json.loads((path / "manifest.json").read_text())
+    data["machine"].update(hostname=host, boot_id="b-" + host)
+    (path / "manifest.json").write_text(json.dumps(data))
+    return path
+
+
+def test_fixed_rate_rows_get_their_own_tables(tmp_path: Path) -> None:
+    path = rate_run(tmp_path / "r", [200.0, 210.0, 205.0], [100.0, 100.0, 100.0], "a")
+    write_report(load(path), with_plots=False)
+    readme = (path / "README.md").read_text()
+    rows = _table(readme.replace("### ", "## "), "json at 1,000 req/s (64 connections)")
+    assert [r[1] for r in rows] == ["fastapi-uvicorn", "raw_asgi-uvicorn (floor)"]
+    assert rows[0][3] == "205.0" and rows[0][5] == "2.05"  # µs a request; over the raw floor
+    assert "## json @ 64 connections" not in readme  # no closed-loop board to show
+
+
+def test_compare_judges_fixed_rate_rows_by_their_intervals(tmp_path: Path) -> None:
+    old = rate_run(tmp_path / "old", [200.0, 210.0, 205.0], [100.0, 101.0, 99.0], "a")
+    same = rate_run(tmp_path / "same", [203.0, 208.0, 206.0], [100.0, 100.0, 101.0], "a")
+    # another VM: twice the microseconds for both, the same ratio to the floor
+    other = rate_run(tmp_path / "other", [410.0, 400.0, 420.0], [200.0, 201.0, 199.0], "b")
+    dearer = rate_run(tmp_path / "dearer", [300.0, 305.0, 310.0], [100.0, 100.0, 100.0], "a")
+    text = compare.markdown(load(old), load(same), compare.compare(load(old), load(same), []), [])
+    assert "Same machine and boot" in text
+    [line] = [x for x in text.splitlines() if x.startswith("| fastapi-uvicorn | json | 1000")]
+    assert line.count("inside the intervals") == 2  # the ratio and the microseconds
+    runs = (load(old), load(other))
+    text = compare.markdown(*runs, compare.compare(*runs, []), [])
+    assert "Different machines" in text and "server CPU µs/req" not in text
+    [line] = [x for x in text.splitlines() if x.startswith("| fastapi-uvicorn | json | 1000")]
+    assert "inside the intervals" in line
+    runs = (load(old), load(dearer))
+    text = compare.markdown(*runs, compare.compare(*runs, []), [])
+    [line] = [x for x in text.splitlines() if x.startswith("| fastapi-uvicorn | json | 1000")]
+    assert "above OLD's interval" in line

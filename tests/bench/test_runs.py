@@ -192,6 +192,29 @@ def test_results_layout_and_resume(
     )
 
 
+def test_a_resume_on_another_commit_or_boot_is_refused_unless_allowed(
+    server_url: str,
+    fake_wrk: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "run"
+    assert _bench(server_url, fake_wrk, out) == 0
+    run = RunDir(out)
+    run.cell_path("fake-external__json__c8__r2").unlink()
+    data = run.read_manifest()
+    data["git"]["commit"] = "0" * 40
+    data["machine"]["boot_id"] = "another-boot"
+    run.manifest.write_text(json.dumps(data))
+    assert _bench(server_url, fake_wrk, out) == 2
+    message = capsys.readouterr().err
+    assert "on boot 'another-boot'" in message and "at commit 000000000000" in message
+    assert not run.cell_path("fake-external__json__c8__r2").exists()
+    assert _bench(server_url, fake_wrk, out, "--allow-mixed") == 0
+    assert run.cell_path("fake-external__json__c8__r2").exists()
+    assert len(run.read_manifest()["sessions"]) == 2
+
+
 def test_unexpected_status_fails_the_cell(
     server_url: str, fake_wrk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
