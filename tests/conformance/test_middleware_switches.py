@@ -72,8 +72,14 @@ def test_timing_off_drops_server_timing(switched_server: Server) -> None:
 
 def test_access_log_writes_one_json_line_per_request(switched_server: Server) -> None:
     log = switched_server.process.log_path
+    unique = 900_000 + int(time.time() * 1000) % 99_999
+    marker = f"/items/{unique}"  # a 404, unique per run
     with httpx.Client(base_url=switched_server.url, verify=TLS) as http:
-        marker = f"/items/{900_000 + int(time.time() * 1000) % 99_999}"  # a 404, unique per run
+        # The server is shared with the switch group's other tests, whose lines may still be
+        # on their way to the log: a line of our own, waited for, comes after all of them.
+        settled = f"/items/{unique + 1}"
+        assert http.get(settled).status_code == 404
+        _wait_for(log, {"path": settled})
         before = len(_access_lines(log))
         assert http.get("/json").status_code == 200
         assert http.get(marker).status_code == 404
