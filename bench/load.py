@@ -270,6 +270,7 @@ def run_tool(
     Its CPU time comes from the kernel's accounting of the reaped child (``wait4``), not
     from sampling. A tool that fails, or exits without its JSON, raises :class:`LoadError`:
     the cell fails, and no number is recorded."""
+    tool = Path(argv[0]).name
     if cpus:
         argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
     out.unlink(missing_ok=True)
@@ -285,7 +286,6 @@ def run_tool(
     code = os.waitstatus_to_exitcode(status)
     if code != 0 or not out.exists():
         tail = text_out.read_text(errors="replace")[-800:]
-        tool = Path(argv[3] if argv[0] == "taskset" else argv[0]).name
         raise LoadError(
             f"{tool} exited with {code}"
             f"{'' if out.exists() else ' and wrote no JSON'}: {tail.strip()}"

@@ -104,11 +104,10 @@ def argv_for_url(
     duration_s: float,
     out: Path,
     timeout_s: float = 10.0,
-    binary: Path | None = None,
 ) -> list[str]:
     """The generator's command line for GET ``/`` of ``url`` (a scenario adds its own)."""
     return [
-        str(binary or build()),
+        str(build()),
         "--url",
         url.rstrip("/"),
         "--rate",
@@ -125,7 +124,6 @@ def argv_for_url(
 
 
 def argv_for(
-    binary: Path,
     base_url: str,
     scenario: Scenario,
     *,
@@ -144,7 +142,6 @@ def argv_for(
         duration_s=duration_s,
         out=out,
         timeout_s=timeout_s,
-        binary=binary,
     )
     argv += ["--method", scenario.method, "--path", scenario.path, "--seed", str(seed)]
     if scenario.ids is not None:
@@ -181,7 +178,6 @@ def run_rate_load(
 ) -> LoadRun:
     """Offer ``rate`` requests/s for ``duration_s`` and return what the generator measured."""
     argv = argv_for(
-        build(),
         base_url,
         scenario,
         rate=rate,

@@ -17,13 +17,14 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
 __all__ = [
-    "ServicesMeter",
+    "CpuMeter",
     "TreeSample",
     "TreeSampler",
     "listening_pid",
@@ -150,24 +151,26 @@ def runtime_delta_s(before: dict[int, int], after: dict[int, int]) -> float:
     return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
-class ServicesMeter:
-    """CPU of the services behind the app (PostgreSQL, Redis, the upstream), each the whole
-    process tree of its main process: PostgreSQL's postmaster with its backends and
-    background workers, Redis, the upstream service. A service given no pid (elsewhere, or
-    not found) is named in ``unmeasured`` and left out of the sum."""
+class CpuMeter:
+    """CPU seconds (user + system) that named process trees spend inside ``with meter:``,
+    each read from the scheduler before and after (:func:`tree_runtime_ns`). A name given
+    no pid (a service elsewhere, or not found) is listed in ``unmeasured`` and left out."""
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: Mapping[str, int | None]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid is not None}
         self.unmeasured = sorted(name for name, pid in pids.items() if pid is None)
+        self._before: dict[str, dict[int, int]] = {}
+        self.used_s: dict[str, float] = {}
 
-    def read(self) -> dict[str, dict[int, int]]:
-        return {name: tree_runtime_ns(pid) for name, pid in self.pids.items()}
+    def __enter__(self) -> CpuMeter:
+        self._before = {name: tree_runtime_ns(pid) for name, pid in self.pids.items()}
+        return self
 
-    @staticmethod
-    def used_s(
-        before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
-    ) -> dict[str, float]:
-        return {name: runtime_delta_s(before.get(name, {}), now) for name, now in after.items()}
+    def __exit__(self, *exc: object) -> None:
+        self.used_s = {
+            name: runtime_delta_s(self._before[name], tree_runtime_ns(pid))
+            for name, pid in self.pids.items()
+        }
 
 
 def wait_idle(

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import stats
-from .reporting._data import fixed_rate, offered_label, offered_text, rank_text
+from .reporting._data import fixed_rate, interval, offered_text, rank_text
 from .results import SCHEMA, RunDir
 
 __all__ = ["command", "load_rows", "render"]
@@ -73,7 +73,7 @@ def render(manifest: dict[str, Any], rows: list[dict[str, Any]], console: Consol
         )
     by_board: dict[tuple[str, int, tuple[int, float]], list[dict[str, Any]]] = {}
     for row in rows:
-        order = stats.offered_order(offered_label(row))
+        order = stats.offered_order(stats.offered(row))
         by_board.setdefault((row["scenario"], row["concurrency"], order), []).append(row)
     for (scenario, conc, _), board in sorted(by_board.items()):
         board.sort(
@@ -139,10 +139,6 @@ def _saturation_table(scenario: str, conc: int, board: list[dict[str, Any]]) -> 
     return table
 
 
-def _interval(ci: list[float] | None, fmt: str = "{:,.1f}") -> str:
-    return "-" if not ci else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
-
-
 def _fixed_rate_table(scenario: str, conc: int, board: list[dict[str, Any]]) -> Table:
     """A fixed-rate board: ranked by the server's CPU per request, latency from intended
     send time."""
@@ -176,7 +172,7 @@ def _fixed_rate_table(scenario: str, conc: int, board: list[dict[str, Any]]) -> 
             row["target"] + (" (floor)" if row["role"] == "floor" else ""),
             _f(row["rps"]["median"]),
             _f(server.get("median"), 1, "{:,.1f}"),
-            _interval(server.get("ci95")),
+            interval(server.get("ci95")),
             _f(ratio.get("median"), 1, "{:.2f}"),
             _f(services.get("median"), 1, "{:,.1f}"),
             _f(lat.get("p50"), 1000, "{:.2f}"),

@@ -31,15 +31,7 @@ from lab.scaleout import PORT_PLACEHOLDER, Topology
 from . import checks, load, loadgen, preflight, stats
 from .manifest import now_iso, redact_url
 from .method import Method
-from .monitor import (
-    ServicesMeter,
-    TreeSampler,
-    listening_pid,
-    runtime_delta_s,
-    tree_affinity,
-    tree_runtime_ns,
-    wait_idle,
-)
+from .monitor import CpuMeter, TreeSampler, listening_pid, tree_affinity, wait_idle
 from .plan import Cell, Group
 from .preflight import ServiceUrls
 from .probe import Probe
@@ -359,11 +351,14 @@ class Runner:
             cpus=cpus,
         )
 
-    def _services_meter(self, cell: Cell) -> ServicesMeter | None:
-        """The services to meter during a fixed-rate cell of a target that uses them: those
-        on this machine (a loopback URL), found once per run."""
-        if cell.offered is None or not cell.target.needs_services or self.services is None:
+    def _cpu_meter(self, cell: Cell, server: Server) -> CpuMeter | None:
+        """What a fixed-rate cell's cost is read from: the server's tree and, for a target
+        that uses them, the services on this machine (a loopback URL), found once per run."""
+        if cell.offered is None:
             return None
+        pids = {"server": server.proc.pid if server.proc is not None else None}
+        if not cell.target.needs_services or self.services is None:
+            return CpuMeter(pids)
         if self._service_pids is None:
             reported = preflight.service_pids(self.services)
             urls = {"postgresql": self.services.database_url, "redis": self.services.redis_url}
@@ -376,7 +371,7 @@ class Runner:
         else:  # the user's own upstream: metered only when it listens here
             port = urllib.parse.urlsplit(upstream_url).port
             upstream = listening_pid(port) if _loopback(upstream_url) and port else None
-        return ServicesMeter({**self._service_pids, "upstream": upstream})
+        return CpuMeter({**pids, **self._service_pids, "upstream": upstream})
 
     def _probe(self, cell: Cell, server: Server) -> Probe | None:
         exp = cell.target.experiment
@@ -431,19 +426,15 @@ class Runner:
             self.ui.cell(cell, "measure", m.duration_s)
             sampler = TreeSampler(server.proc.pid) if server.proc is not None else None
             probe = self._probe(cell, server)
-            meter = self._services_meter(cell)
+            meter = self._cpu_meter(cell, server)
             with contextlib.ExitStack() as during:
                 if sampler is not None:
                     during.enter_context(sampler)
                 if probe is not None:
                     during.enter_context(probe)
-                # a fixed-rate cell's cost: the scheduler's nanoseconds, read around the load
-                exact = server.proc.pid if rate is not None and server.proc else None
-                server_before = tree_runtime_ns(exact) if exact else {}
-                services_before = meter.read() if meter is not None else {}
+                if meter is not None:  # entered last, so it reads right around the load
+                    during.enter_context(meter)
                 run = self._load(cell, server, m.duration_s, "wrk", rate)
-                services_after = meter.read() if meter is not None else {}
-                server_after = tree_runtime_ns(exact) if exact else {}
             if cell.scenario.overload and server.proc is not None:
                 # what the load left in flight is worked off first: a lone request sent into
                 # an overloaded server may rightly be shed, or time out in its queue
@@ -514,11 +505,13 @@ class Runner:
                 flags.append("client-saturated")
             if not stats.rate_held(result.rps, rate):
                 flags.append("rate-not-held")
+            assert meter is not None  # every fixed-rate cell has one
+            used = dict(meter.used_s)
             cost = stats.fixed_rate_cost(
                 result.requests,
-                server_cpu_s=runtime_delta_s(server_before, server_after) if exact else None,
-                services_cpu_s=ServicesMeter.used_s(services_before, services_after),
-                unmeasured=meter.unmeasured if meter is not None else [],
+                server_cpu_s=used.pop("server", None),
+                services_cpu_s=used,
+                unmeasured=[name for name in meter.unmeasured if name != "server"],
             )
         record = {
             **self._cell_head(cell, group, started_at, rate, capacity),

@@ -40,6 +40,7 @@ __all__ = [
     "median",
     "offered",
     "offered_order",
+    "overlap",
     "paired_ratio",
     "per_round_ratio",
     "percentile",
@@ -211,7 +212,8 @@ def good_rps(load: Mapping[str, Any]) -> float | None:
 
 
 def offered(cell: Mapping[str, Any]) -> str | None:
-    """A fixed-rate cell's rate as offered (``1000``, ``50%``); None for a closed-loop one."""
+    """A fixed-rate cell's (or row's) rate as offered (``1000``, ``50%``); None for a
+    closed-loop one."""
     label = cell.get("offered")
     rate = cell.get("rate")
     if label is None and rate is not None:  # written before shares of capacity existed
@@ -397,9 +399,10 @@ def _cost(ok: list[Mapping[str, Any]]) -> dict[str, Any]:
     out["server_cpu_ratio_to_raw"] = None  # filled by _floor_ratios
     server = out["server_cpu_us_per_request"]["median"]
     services = out["services_cpu_us_per_request"]["median"]
-    # What a core could carry if this CPU per request were all it did (an upper bound: at
-    # full load a request costs less, fewer wake-ups, or more, contention), and the share of
-    # the whole CPU per request that PostgreSQL, Redis and the upstream spent.
+    # What a core could carry if this CPU per request were all it did: an estimate from a
+    # load below capacity, where an event loop wakes up for fewer requests at a time than at
+    # saturation (docs/reading-results.md measures how far off it is); and the share of the
+    # whole CPU per request that PostgreSQL, Redis and the upstream spent.
     out["derived_rps_per_core"] = round(1e6 / server, 1) if server else None
     out["services_share"] = (
         round(services / (server + services), 4)
@@ -441,7 +444,7 @@ def _rank(rows: list[dict[str, Any]]) -> None:
             row["tied_with"] = [
                 other["target"]
                 for other in board
-                if other is not row and _overlap(_ranked_ci(row), _ranked_ci(other))
+                if other is not row and overlap(_ranked_ci(row), _ranked_ci(other))
             ]
 
 
@@ -454,7 +457,8 @@ def _ranked_ci(row: Mapping[str, Any]) -> list[float] | None:
     return cost.get("ci95")
 
 
-def _overlap(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+def overlap(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Whether two intervals ``[low, high]`` share a point; False when either is missing."""
     return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
@@ -499,27 +503,23 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         refs = row.get("floor_targets") or {}
         for role, floor_id in refs.items():
-            floor = by_key.get((floor_id, row["scenario"], row["concurrency"], row["offered"]))
+            found = by_key.get((floor_id, row["scenario"], row["concurrency"], row["offered"]))
+            # only ok rows are read against ok floors
+            both_ok = found is not None and found["outcome"] == "ok" and row["outcome"] == "ok"
+            floor = found if both_ok else None
             ratio, rounds = None, None
-            if (
-                floor is not None
-                and floor["outcome"] == "ok"
-                and row["outcome"] == "ok"
-                and floor["rps"]["median"]
-                and row["rps"]["median"] is not None
-            ):
+            if floor is not None and floor["rps"]["median"] and row["rps"]["median"] is not None:
                 ratio = round(float(row["rps"]["median"]) / float(floor["rps"]["median"]), 4)
                 rounds = per_round_ratio(row, floor)
             row["floors"][role] = {"target": floor_id, "rps_ratio": ratio, "per_round": rounds}
-            if row["offered"] is not None and row["cost"] is not None:
+            if row["cost"] is not None:
                 # at a fixed rate the figure to read against the floor is CPU per request
-                both_ok = floor is not None and floor["outcome"] == "ok" and row["outcome"] == "ok"
                 cost_ratio = (
                     paired_ratio(
                         row["cost"]["server_cpu_us_per_request"]["by_round"],
                         floor["cost"]["server_cpu_us_per_request"]["by_round"],
                     )
-                    if both_ok and floor is not None and floor["cost"] is not None
+                    if floor is not None and floor["cost"] is not None
                     else None
                 )
                 row["floors"][role]["cpu_ratio"] = cost_ratio

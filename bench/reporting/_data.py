@@ -269,24 +269,22 @@ def status(row: Row, width: int = 80) -> str:
     return text
 
 
-def offered_label(row: Row) -> str | None:
-    """A fixed-rate row's rate as offered (``1000``, ``50%``); None for a closed-loop row.
-    Summaries written before ``offered`` existed have only ``rate``."""
-    if row.get("offered") is not None:
-        return str(row["offered"])
-    return None if row.get("rate") is None else f"{float(row['rate']):g}"
-
-
 def fixed_rate(row: Row) -> bool:
-    return offered_label(row) is not None
+    """A row of fixed-rate cells (rows carry ``offered`` and ``rate`` as their cells do)."""
+    return stats.offered(row) is not None
 
 
 def offered_text(row: Row) -> str:
     """``1,000 req/s`` or ``50% of each target's capacity``."""
-    label = str(offered_label(row))
+    label = str(stats.offered(row))
     if label.endswith("%"):
         return f"{label} of each target's capacity"
     return f"{float(label):,.0f} req/s"
+
+
+def interval(ci: list[float] | None, fmt: str = "{:,.1f}") -> str:
+    """A ``ci95`` as ``low-high``; ``-`` without one (a single round)."""
+    return "-" if not ci else f"{fmt.format(ci[0])}-{fmt.format(ci[1])}"
 
 
 def rank_text(row: Row) -> str:

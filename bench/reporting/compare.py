@@ -10,9 +10,9 @@ listed, not compared.
 Fixed-rate rows (``lab bench --rate``) are matched on (target, scenario, connections, rate
 as offered) and judged by their 95 % intervals, not by thresholds: a difference whose
 intervals overlap is "inside the intervals". The figure normalised by the raw floor of the
-same round (``cost.server_cpu_ratio_to_raw``) is compared across machines; absolute figures
-(CPU per request, p99) only when both runs come from the same machine and boot, since they
-move 2x between VMs of one type.
+same round (``cost.server_cpu_ratio_to_raw``) is compared across machines; the absolute one
+(CPU per request) only when both runs come from the same machine and boot, since it moves
+2x between VMs of one type.
 
 Exit status: 0 when no threshold is crossed, 1 when one is, 2 on a usage error.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import idle
+from .. import idle, stats
 from . import _data as d
 from ._data import Row, Run
 
@@ -154,6 +154,13 @@ def compare(old: Run, new: Run, thresholds: Sequence[Threshold]) -> Comparison:
     return Comparison(lines, only_old, only_new, _method_warnings(old, new))
 
 
+def _rate_index(run: Run) -> dict[tuple[str, str, int, str | None], Row]:
+    return {
+        (r["target"], r["scenario"], int(r["concurrency"]), stats.offered(r)): r
+        for r in run.rate_rows
+    }
+
+
 def same_machine(old: Run, new: Run) -> bool:
     """One machine and one boot: only then do absolute figures compare."""
     a, b = old.manifest.get("machine") or {}, new.manifest.get("machine") or {}
@@ -185,21 +192,14 @@ def judge(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
     a, b = old.get("ci95"), new.get("ci95")
     if not a or not b:
         return f"{shown} (no interval: one round)"
-    if a[0] <= b[1] and b[0] <= a[1]:
+    if stats.overlap(a, b):
         return f"{shown}, inside the intervals"
     return f"{shown}, {'above' if b[0] > a[1] else 'below'} OLD's interval"
 
 
 def fixed_rate_lines(old: Run, new: Run) -> list[str]:
     """The fixed-rate section of the comparison (empty when either run has none)."""
-    a = {
-        (r["target"], r["scenario"], int(r["concurrency"]), d.offered_label(r)): r
-        for r in old.rate_rows
-    }
-    b = {
-        (r["target"], r["scenario"], int(r["concurrency"]), d.offered_label(r)): r
-        for r in new.rate_rows
-    }
+    a, b = _rate_index(old), _rate_index(new)
     shared = sorted(set(a) & set(b), key=lambda k: (d.scenario_order(k[1]), str(k[3]), k[0]))
     if not shared:
         return []

@@ -72,10 +72,6 @@ RATE_COLUMNS = (
 )
 
 
-def _interval(ci: list[float] | None, fmt: str) -> str:
-    return "-" if not ci else f"{fmt.format(ci[0])}-{fmt.format(ci[1])}"
-
-
 def rate_row_cells(row: Row) -> list[str]:
     cost = row.get("cost") or {}
     server = cost.get("server_cpu_us_per_request") or {}
@@ -86,9 +82,9 @@ def rate_row_cells(row: Row) -> list[str]:
         d.label(row),
         d.rps(row),
         d.num(server.get("median"), "{:,.1f}"),
-        _interval(server.get("ci95"), "{:,.1f}"),
+        d.interval(server.get("ci95")),
         d.num(ratio.get("median"), "{:.2f}"),
-        _interval(ratio.get("ci95"), "{:.2f}"),
+        d.interval(ratio.get("ci95"), "{:.2f}"),
         d.num(services.get("median"), "{:,.1f}"),
         d.ms(row, "p50"),
         d.ms(row, "p99"),
@@ -107,7 +103,7 @@ def rate_tables(run: Run) -> list[str]:
         board = (
             row["scenario"],
             int(row["concurrency"]),
-            stats.offered_order(d.offered_label(row)),
+            stats.offered_order(stats.offered(row)),
         )
         boards.setdefault(board, []).append(row)
     out = [
