@@ -4,8 +4,8 @@ Each one offers the same rate to the two calibration servers (bench/calibration.
 that answers after 10 ms, one that freezes for the first half of every second. A generator
 fit for fixed-rate cells must hold the rate against both and report, against the freezing
 one, a p75 of hundreds of milliseconds (half of the requests fall due inside a pause). Then
-each offers rising rates to nginx (``return 200``) on the other core, to find where it stops
-holding the rate. The table this prints is the one in docs/reading-results.md.
+the lab's generator offers rising rates to nginx (``return 200``) on the other core, to find
+where it stops holding the rate. The table this prints is the one in docs/reading-results.md.
 
 Candidates: wrk pacing each connection with its Lua ``delay()`` (closed loop with think
 time), h2load ``--rps`` (Debian's nghttp2-client; per-request times from ``--log-file``) and

@@ -22,6 +22,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from lab.cache import cache_dir, partial
 from lab.scenarios import Scenario
 
 from .load import LoadError, LoadRun, run_tool
@@ -66,33 +67,28 @@ def unsupported(scenario: Scenario) -> str | None:
     return None
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pyweb-lab"
-
-
 def build() -> Path:
     """The generator's binary, compiled from :data:`SOURCE` if this version is not built yet."""
     source = SOURCE.read_bytes()
     digest = hashlib.sha256(source).hexdigest()[:16]
-    binary = _cache_dir() / f"lab-loadgen-{digest}"
+    binary = cache_dir() / f"lab-loadgen-{digest}"
     if binary.exists():
         return binary
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise LoadError("no C compiler (cc) to build the fixed-rate generator: run scripts/setup")
     binary.parent.mkdir(parents=True, exist_ok=True)
-    partial = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
+    compiled = partial(binary)
     done = subprocess.run(
-        [cc, "-O2", "-std=gnu11", "-o", str(partial), str(SOURCE), "-lm"],
+        [cc, "-O2", "-std=gnu11", "-o", str(compiled), str(SOURCE), "-lm"],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        partial.unlink(missing_ok=True)
+        compiled.unlink(missing_ok=True)
         raise LoadError(f"building {SOURCE.name} failed: {done.stderr.strip()[-800:]}")
-    partial.replace(binary)  # atomic: concurrent builders each write their own file
+    compiled.replace(binary)
     return binary
 
 

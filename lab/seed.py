@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -40,6 +39,7 @@ from typing import NamedTuple
 import asyncpg
 
 from common.items import CATEGORIES
+from lab.cache import cache_dir, partial
 
 __all__ = [
     "FORTUNES",
@@ -260,8 +260,7 @@ def _cache_file(table: _Table) -> Path:
     generator leaves the old file unused."""
     source = Path(__file__).read_bytes() + repr(CATEGORIES).encode()
     digest = hashlib.sha256(source).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "pyweb-lab" / f"seed-{table.name}-{digest}.csv"
+    return cache_dir() / f"seed-{table.name}-{digest}.csv"
 
 
 async def _copy_seed_rows(conn: asyncpg.Connection, table: _Table) -> None:
@@ -276,12 +275,12 @@ async def _copy_seed_rows(conn: asyncpg.Connection, table: _Table) -> None:
     await conn.copy_records_to_table(table.name, records=table.rows(), columns=columns)
     with contextlib.suppress(OSError):  # an unwritable cache only costs the next seed time
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        written = partial(cached)
         query = (
             f"SELECT {', '.join(columns)} FROM {table.name} WHERE id BETWEEN 1 AND {table.last_id}"
         )
-        await conn.copy_from_query(query, output=partial, format="csv")
-        partial.replace(cached)
+        await conn.copy_from_query(query, output=written, format="csv")
+        written.replace(cached)
 
 
 async def _reseed(conn: asyncpg.Connection, table: _Table) -> None:
