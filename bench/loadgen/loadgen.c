@@ -102,7 +102,7 @@ static struct {
 static struct {
     uint64_t connect, read, write, timeout, status;
 } errors;
-static uint64_t window_requests, window_bytes, responses, mismatches, sent_total, unsent;
+static uint64_t window_requests, window_bytes, responses, mismatches, unsent;
 static uint64_t statuses[600];
 static struct {
     char value[128];
@@ -261,7 +261,6 @@ static void send_request(conn_t *c, uint64_t due, int in_window, uint64_t now) {
     c->in_window = in_window;
     if (c->state != PENDING) nbusy++;
     c->state = BUSY;
-    sent_total++;
     ssize_t w = write(c->fd, c->wbuf, c->wlen);
     if (w == (ssize_t)c->wlen) {
         c->wbuf = NULL;
