@@ -20,9 +20,9 @@ from types import FrameType
 from typing import Any
 
 from lab import matrix
-from lab.scenarios import Scenario, parse_offered, scenarios
+from lab.scenarios import Scenario, matrix_table, parse_offered, scenarios
 
-from . import idle, load, loadgen, manifest, preflight, report
+from . import idle, instructions, load, loadgen, manifest, preflight, report
 from .method import Method, method_for
 from .plan import Group, build_plan, scenarios_for
 from .results import RunDir, stamp, stored_method, write_json
@@ -107,7 +107,9 @@ def choose_scenarios(names: list[str], *, quick: bool) -> list[Scenario]:
     return [s for s in scenarios() if s.in_matrix and (s.quick or not quick)]
 
 
-def choose_targets(args: argparse.Namespace) -> list[Target]:
+def choose_targets(
+    args: argparse.Namespace, floor_roles: tuple[str, ...] = ("server", "framework")
+) -> list[Target]:
     url = _opt(args, "target")
     if url:
         name = _opt(args, "target_name") or "external"
@@ -118,6 +120,7 @@ def choose_targets(args: argparse.Namespace) -> list[Target]:
             tuple(args.framework),
             tuple(args.server),
             with_floors=not _opt(args, "no_floors", False),
+            floor_roles=floor_roles,
         )
     except KeyError as exc:
         raise preflight.PreflightError(str(exc.args[0])) from None
@@ -126,14 +129,29 @@ def choose_targets(args: argparse.Namespace) -> list[Target]:
 def default_run_dir(method: Method) -> Path:
     stamp_ = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     commit = manifest.git_info().get("commit")
-    kind = "rate" if method.rates else method.mode
+    kind = method.mode if method.mode == "reference" else "rate" if method.rates else method.mode
     return RESULTS_ROOT / (f"{stamp_}-{kind}" + (f"-{commit[:8]}" if commit else ""))
 
 
 def bench(args: argparse.Namespace) -> int:
     argv = ["lab", *sys.argv[1:]] if Path(sys.argv[0]).name in {"lab", "cli.py"} else sys.argv
     experiments = _opt(args, "experiments")
+    reference = bool(_opt(args, "reference", False))
     rates = tuple(str(r) for r in _opt(args, "rate") or ())
+    if reference and (
+        args.quick
+        or experiments is not None
+        or args.scenario
+        or rates
+        or _opt(args, "concurrency")
+        or _opt(args, "target")
+        or _opt(args, "instances")
+    ):
+        raise preflight.PreflightError(
+            "--reference declares its own scenarios, rates and connections (matrix.toml "
+            "[bench.reference]); it takes --framework and --server to narrow it, and "
+            "--duration, --warmup and --repeat (recorded in its manifest)"
+        )
     for spec in rates:
         if spec == "declared":
             continue
@@ -146,6 +164,7 @@ def bench(args: argparse.Namespace) -> int:
     method = method_for(
         quick=args.quick,
         experiments=experiments is not None,
+        reference=reference,
         duration_s=args.duration,
         warmup_s=_opt(args, "warmup"),
         repeats=args.repeat,
@@ -189,6 +208,11 @@ def bench(args: argparse.Namespace) -> int:
         except KeyError as exc:
             raise preflight.PreflightError(str(exc.args[0])) from None
         chosen = []
+    elif reference:
+        table = matrix_table("bench")["reference"]
+        chosen = choose_scenarios(list(table["scenarios"]), quick=False)
+        roles = tuple(table.get("floor_roles", ("server", "framework")))
+        targets = [t for t in choose_targets(args, roles) if scenarios_for(t, chosen, method)]
     else:
         chosen = choose_scenarios(list(args.scenario), quick=args.quick)
         targets = [t for t in choose_targets(args) if scenarios_for(t, chosen, method)]
@@ -198,22 +222,33 @@ def bench(args: argparse.Namespace) -> int:
     for sc in {c.scenario.id: c.scenario for g in groups for c in g.cells if c.offered}.values():
         if refused := loadgen.unsupported(sc):
             raise preflight.PreflightError(refused)
-    if rates and not groups:
+    if method.rates and not groups:
         raise preflight.PreflightError(
             "nothing to run: no chosen scenario declares rates (matrix.toml `rates`)"
         )
     cells = sum(len(g.cells) for g in groups)
+    counts = _instruction_counts(targets) if reference else []
     if _opt(args, "list", False):
         for group in groups:
             for cell in group.cells:
                 print(f"{cell.id}  [{group.config}]")
-        print(f"{cells} cells, {len(groups)} server starts", file=sys.stderr)
+        for target, name in counts:
+            print(f"{target.id}__{name}  [instructions]")
+        minutes = estimate_s(method, cells, len(groups), len(counts)) / 60
+        print(
+            f"{cells} cells, {len(groups)} server starts"
+            + (f", {len(counts)} instruction counts" if counts else "")
+            + f"; about {minutes:.0f} minutes",
+            file=sys.stderr,
+        )
         return 0
+    if counts:
+        instructions.check_tools()
 
     wrk = load.find_wrk(_opt(args, "wrk"))
     preflight.check_wrk(wrk, pin=method.pin)
     assert wrk is not None
-    if rates:
+    if method.rates:
         try:
             loadgen.build()
         except load.LoadError as exc:
@@ -223,14 +258,65 @@ def bench(args: argparse.Namespace) -> int:
         urls = preflight.resolve_services()
         preflight.check_seeded(urls.database_url)
 
+    run = RunDir(Path(args.out) if args.out else default_run_dir(method))
     with idle.held_awake(method.awake_cpus) as awake:
-        return _measure(args, method, argv, targets, groups, wrk, urls, awake)
+        code = _measure(args, method, argv, run, targets, groups, wrk, urls, awake)
+    if code == 130 or not counts:
+        return code
+    assert urls is not None  # a reference's pairs need the services
+    table = matrix_table("bench")["reference"]
+    standalone = manifest.standalone_in(
+        "instructions",
+        run.run_id,
+        run.path,
+        urls,
+        instructions.method_record(int(table["instruction_requests"])),
+    )
+    try:
+        instructions.count(
+            targets,
+            list(table["instruction_scenarios"]),
+            env=standalone.env,
+            out=run.path,
+            header=standalone.header,
+            requests=int(table["instruction_requests"]),
+        )
+    except KeyboardInterrupt:
+        print(
+            f"lab bench: interrupted; finished counts are in {run.path}; resume with "
+            f"`lab bench --reference --out {run.path}`",
+            file=sys.stderr,
+        )
+        return 130
+    write_summary(run, method)  # folds the counts into the fixed-rate rows
+    return max(code, report.command(str(run.path)))
+
+
+# What a cell costs beyond its warm-up and measured seconds, a server start and one count
+# under callgrind, on this 2-core VM: only for --list's estimate, never a measurement.
+CELL_OVERHEAD_S = 0.5
+START_S = 2.5
+COUNT_S = 11.0
+
+
+def estimate_s(method: Method, cells: int, starts: int, counts: int) -> float:
+    """About how long a run takes, for choosing a matrix that fits a sitting."""
+    per_cell = method.duration_s + method.warmup_s + CELL_OVERHEAD_S
+    return cells * per_cell + starts * START_S + counts * COUNT_S
+
+
+def _instruction_counts(targets: list[Target]) -> list[tuple[Target, str]]:
+    """The reference's instruction counts: each target on each of the declared scenarios it
+    serves (a raw callable serves plaintext and json)."""
+    names = list(matrix_table("bench")["reference"]["instruction_scenarios"])
+    return instructions.planned(targets, names)
 
 
 def _measure(
     args: argparse.Namespace,
     method: Method,
     argv: list[str],
+    run: RunDir,
     targets: list[Target],
     groups: list[Group],
     wrk: str,
@@ -240,7 +326,6 @@ def _measure(
     """Create or resume the run, measure every cell of ``groups``, summarise and report;
     ``awake`` is what :func:`bench.idle.held_awake` did, recorded with the session."""
     cells = sum(len(g.cells) for g in groups)
-    run = RunDir(Path(args.out) if args.out else default_run_dir(method))
     selection = {
         "targets": [t.id for t in targets],
         "scenarios": sorted({c.scenario.id for g in groups for c in g.cells}),

@@ -45,7 +45,18 @@ from . import manifest, preflight
 from .monitor import tree_pids
 from .targets import Target, floor_refs, select_targets
 
-__all__ = ["DEFAULT_SCENARIOS", "Result", "command", "markdown", "measure", "ratios"]
+__all__ = [
+    "DEFAULT_SCENARIOS",
+    "Result",
+    "check_tools",
+    "command",
+    "count",
+    "markdown",
+    "measure",
+    "method_record",
+    "planned",
+    "ratios",
+]
 
 HOST = "127.0.0.1"
 DEFAULT_SCENARIOS = ("json", "db")
@@ -350,10 +361,14 @@ def load_results(path: Path) -> tuple[dict[str, Any], list[Result]]:
     return doc, [Result(**{k: v for k, v in r.items() if k in fields}) for r in doc["results"]]
 
 
-def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = measure) -> int:
+def check_tools() -> None:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise preflight.PreflightError(f"{tool} not found: apt-get install valgrind")
+
+
+def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = measure) -> int:
+    check_tools()
     names = list(args.scenario or DEFAULT_SCENARIOS)
     for name in names:
         try:
@@ -366,29 +381,67 @@ def command(args: argparse.Namespace, *, measure_fn: Callable[..., Result] = mea
         raise preflight.PreflightError(str(exc)) from None
     if not targets:
         raise preflight.PreflightError("no pair matches --framework/--server")
-    run = manifest.standalone(
-        "instructions",
-        args.out,
-        {
-            "requests": args.requests,
-            "warmup_requests": WARMUP_REQUESTS,
-            "workers": 1,
-            "request": "as wrk sends it: Host and the scenario's headers",
-        },
+    run = manifest.standalone("instructions", args.out, method_record(args.requests))
+    count(
+        targets,
+        names,
+        env=run.env,
+        out=run.out,
+        header=run.header,
+        requests=args.requests,
+        measure_fn=measure_fn,
     )
-    env, out, header = run.env, run.out, run.header
-    results: list[Result] = []
+    print(f"lab instructions: {run.out / 'instructions.md'}")
+    return 0
+
+
+def method_record(requests: int) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "warmup_requests": WARMUP_REQUESTS,
+        "workers": 1,
+        "request": "as wrk sends it: Host and the scenario's headers",
+    }
+
+
+def planned(targets: Sequence[Target], names: Sequence[str]) -> list[tuple[Target, str]]:
+    """Each target with each of ``names`` it serves, in order (a floor serves its declared
+    scenarios; a pair the contract's, not the floors' control)."""
+    out = []
     for target in targets:
         if target.floor is not None:
             served: Sequence[str] = target.floor.scenarios
-        else:  # a pair serves the contract, not the floors' control
+        else:
             served = [n for n in names if not scenario(n).floor_only]
-        for name in (n for n in names if n in served):
-            result = measure_fn(target, name, env=env, out=out, requests=args.requests)
-            results.append(result)
-            print(f"{target.id:34} {name:9} {result.per_request:>12,.0f} instr/req", flush=True)
-            doc = {**header, "results": [r.to_json() for r in results]}
-            (out / "instructions.json").write_text(json.dumps(doc, indent=2) + "\n")
+        out += [(target, n) for n in names if n in served]
+    return out
+
+
+def count(
+    targets: Sequence[Target],
+    names: Sequence[str],
+    *,
+    env: dict[str, str],
+    out: Path,
+    header: dict[str, Any],
+    requests: int,
+    measure_fn: Callable[..., Result] = measure,
+) -> list[Result]:
+    """Count every target on each of ``names`` it serves into ``out``/instructions.json
+    (rewritten after each, so an interrupted count keeps what it finished, and a second call
+    with the same file counts only what is missing), then write instructions.md."""
+    path = out / "instructions.json"
+    results: list[Result] = []
+    if path.exists():
+        _, results = load_results(path)
+    done = {(r.target, r.scenario) for r in results}
+    for target, name in planned(targets, names):
+        if (target.id, name) in done:
+            continue
+        result = measure_fn(target, name, env=env, out=out, requests=requests)
+        results.append(result)
+        print(f"{target.id:34} {name:9} {result.per_request:>12,.0f} instr/req", flush=True)
+        doc = {**header, "results": [r.to_json() for r in results]}
+        path.write_text(json.dumps(doc, indent=2) + "\n")
     (out / "instructions.md").write_text(markdown(results, header))
-    print(f"lab instructions: {out / 'instructions.md'}")
-    return 0
+    return results

@@ -310,6 +310,13 @@ def standalone(kind: str, out: str | None, method: dict[str, Any]) -> Standalone
     preflight.check_seeded(urls.database_url)
     run_id = time.strftime(f"%Y%m%dT%H%M%SZ-{kind}", time.gmtime())
     folder = Path(out) if out else REPO_ROOT / "results" / run_id
+    return standalone_in(kind, run_id, folder, urls, method)
+
+
+def standalone_in(
+    kind: str, run_id: str, folder: Path, urls: preflight.ServiceUrls, method: dict[str, Any]
+) -> Standalone:
+    """A measurement's header and folder (its ``raw/`` made), run ``run_id`` of ``kind``."""
     (folder / "raw").mkdir(parents=True, exist_ok=True)
     header = {
         "schema": f"lab.{kind}/1",

@@ -22,7 +22,7 @@ PLAN_ORDER = "neighbours"
 
 @dataclass(frozen=True, slots=True)
 class Method:
-    mode: str  # quick | full | experiments
+    mode: str  # quick | full | experiments | reference
     duration_s: float
     warmup_s: float
     concurrency: tuple[int, ...]
@@ -76,6 +76,7 @@ def method_for(
     *,
     quick: bool,
     experiments: bool = False,
+    reference: bool = False,
     duration_s: float | None = None,
     warmup_s: float | None = None,
     repeats: int | None = None,
@@ -91,8 +92,11 @@ def method_for(
     ``[bench] awake_cpus`` says so and ``awake`` does not refuse it (whether the machine let
     the harness is the run's record, not the method's)."""
     bench = matrix_table("bench")
-    mode_name = "experiments" if experiments else "quick" if quick else "full"
+    mode_name = (
+        "experiments" if experiments else "reference" if reference else "quick" if quick else "full"
+    )
     mode = bench[mode_name]
+    rates = rates or tuple(str(r) for r in mode.get("rates", ()))
     server_cpus = tuple(int(c) for c in bench.get("server_cpus", (0,)))
     client_cpus = tuple(int(c) for c in bench.get("client_cpus", (1,)))
     method = Method(

@@ -622,6 +622,13 @@ def write_summary(run: RunDir, method: Method) -> list[dict[str, Any]]:
     rows = stats.summarise(
         cells, noisy_threshold=method.noisy_threshold, planned_repeats=method.repeats
     )
+    counted = run.path / "instructions.json"
+    if counted.exists():  # a reference run counts instructions after its cells
+        from .instructions import load_results
+
+        stats.fold_instructions(
+            rows, {(r.target, r.scenario): r.per_request for r in load_results(counted)[1]}
+        )
     counts = {k: sum(1 for c in cells if c["outcome"] == k) for k in ("ok", "failed", "error")}
     write_json(
         run.summary,

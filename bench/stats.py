@@ -397,6 +397,7 @@ def _cost(ok: list[Mapping[str, Any]]) -> dict[str, Any]:
             "ci95": ci95(values),
         }
     out["server_cpu_ratio_to_raw"] = None  # filled by _floor_ratios
+    out["instructions_per_request"] = None  # filled by fold_instructions where counted
     server = out["server_cpu_us_per_request"]["median"]
     services = out["services_cpu_us_per_request"]["median"]
     # What a core could carry if this CPU per request were all it did: an estimate from a
@@ -493,6 +494,11 @@ def paired_ratio(mine: Mapping[str, float], theirs: Mapping[str, float]) -> dict
     }
 
 
+# The raw callable's scenario that a pair's other scenarios are normalised by: what this
+# server costs for its least request, measured beside the pair in the same round.
+RAW_UNIT_SCENARIO = "json"
+
+
 def _floor_ratios(rows: list[dict[str, Any]]) -> None:
     """Fill ``floors`` with this row's requests/s over each of its floors' (same server,
     scenario and concurrency): ``server`` = the raw callable of its interface kind,
@@ -504,6 +510,13 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
         refs = row.get("floor_targets") or {}
         for role, floor_id in refs.items():
             found = by_key.get((floor_id, row["scenario"], row["concurrency"], row["offered"]))
+            if found is None and role == "server" and row["cost"] is not None:
+                # The raw callable serves no /db: at a fixed rate, a scenario it cannot serve
+                # is costed against its RAW_UNIT_SCENARIO cell at the same load (saturation
+                # rows keep to same-scenario ratios: their table says so).
+                found = by_key.get(
+                    (floor_id, RAW_UNIT_SCENARIO, row["concurrency"], row["offered"])
+                )
             # only ok rows are read against ok floors
             both_ok = found is not None and found["outcome"] == "ok" and row["outcome"] == "ok"
             floor = found if both_ok else None
@@ -511,7 +524,12 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
             if floor is not None and floor["rps"]["median"] and row["rps"]["median"] is not None:
                 ratio = round(float(row["rps"]["median"]) / float(floor["rps"]["median"]), 4)
                 rounds = per_round_ratio(row, floor)
-            row["floors"][role] = {"target": floor_id, "rps_ratio": ratio, "per_round": rounds}
+            row["floors"][role] = {
+                "target": floor_id,
+                "scenario": None if floor is None else floor["scenario"],
+                "rps_ratio": ratio,
+                "per_round": rounds,
+            }
             if row["cost"] is not None:
                 # at a fixed rate the figure to read against the floor is CPU per request
                 cost_ratio = (
@@ -525,3 +543,14 @@ def _floor_ratios(rows: list[dict[str, Any]]) -> None:
                 row["floors"][role]["cpu_ratio"] = cost_ratio
                 if role == "server":
                     row["cost"]["server_cpu_ratio_to_raw"] = cost_ratio
+
+
+def fold_instructions(
+    rows: list[dict[str, Any]], per_request: Mapping[tuple[str, str], float]
+) -> None:
+    """Give each fixed-rate row ``cost.instructions_per_request``: its target's count on the
+    same scenario under callgrind (one request at a time, so one figure for every rate)."""
+    for row in rows:
+        if row.get("cost") is not None:
+            count = per_request.get((row["target"], row["scenario"]))
+            row["cost"]["instructions_per_request"] = None if count is None else round(count)

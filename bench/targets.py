@@ -120,11 +120,16 @@ def floor_targets() -> list[Target]:
 
 
 def select_targets(
-    frameworks: tuple[str, ...] = (), servers: tuple[str, ...] = (), *, with_floors: bool = True
+    frameworks: tuple[str, ...] = (),
+    servers: tuple[str, ...] = (),
+    *,
+    with_floors: bool = True,
+    floor_roles: tuple[str, ...] = ("server", "framework"),
 ) -> list[Target]:
     """The pairs chosen by the filters and the floors that serve as their references: a
     floor runs when a chosen pair uses its server and it is that pair's framework floor or
-    the raw floor of its interface kind. Naming a floor in ``frameworks`` selects it too.
+    the raw floor of its interface kind (``floor_roles`` narrows to either). Naming a floor
+    in ``frameworks`` selects it too.
 
     Run order: server by server, each pair followed at once by the floors it is read against
     (its hello world, then the raw callable unless an earlier pair on that server brought
@@ -146,7 +151,9 @@ def select_targets(
         if servers and target.server not in servers:
             continue
         if target.floor.name in named_floors or (
-            with_floors and any(floor_of(p, target.floor) for p in chosen_pairs)
+            with_floors
+            and target.floor.floor_of in floor_roles
+            and any(floor_of(p, target.floor) for p in chosen_pairs)
         ):
             chosen_floors.append(target)
     return _pairs_next_to_floors(chosen_pairs, chosen_floors)

@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", action="append", default=[])
     bench.add_argument("--quick", action="store_true")
     bench.add_argument(
+        "--reference",
+        action="store_true",
+        help="the published reference in one sitting: saturation and fixed-rate cells in "
+        "interleaved rounds, then instruction counts, then the report (matrix.toml "
+        "[bench.reference]; about 70 minutes on 2 cores, --list shows the plan)",
+    )
+    bench.add_argument(
         "--experiments",
         nargs="*",
         metavar="NAME",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from bench import stats
 from bench.manifest import session_orders
 from bench.results import SCHEMA, RunDir, stored_method
+from lab import matrix
 
 Row = dict[str, Any]
 Board = tuple[str, int]  # scenario, concurrency
@@ -329,5 +330,16 @@ def run_line(run: Run) -> str:
         f"{method.get('duration_s', '?')} s x {method.get('repeats', '?')} repeat(s), "
         f"{method.get('workers', '?')} worker(s); {topology}; "
         f"commit {str(git.get('commit') or 'none')[:12]}"
-        f"{' (dirty)' if git.get('dirty') else ''}"
+        f"{' (dirty)' if git.get('dirty') else ''}, begun {str(m.get('created_at', '?'))[:10]}"
+        + (f"; {versions}" if (versions := stack_versions(m)) else "")
     )
+
+
+def stack_versions(manifest: Mapping[str, Any]) -> str:
+    """The installed versions of the matrix's frameworks and servers, as the manifest
+    recorded them (``fastapi 0.165.0, ..., uvicorn 0.38.0``)."""
+    packages = manifest.get("packages") or {}
+    names = dict.fromkeys(
+        [f.name for f in matrix.frameworks()] + [s.name for s in matrix.servers()]
+    )
+    return ", ".join(f"{n} {packages[n]}" for n in names if n in packages)

@@ -132,6 +132,19 @@ def rate_tables(run: Run) -> list[str]:
     return out
 
 
+def instruction_tables(run: Run) -> list[str]:
+    """The run's instruction counts (``lab bench --reference`` writes instructions.json
+    beside the cells), as ``lab instructions`` prints them, one heading level down."""
+    path = run.path / "instructions.json"
+    if not path.exists():
+        return []
+    from bench import instructions
+
+    header, results = instructions.load_results(path)
+    text = instructions.markdown(results, header, name=run.run_id)
+    return ["#" + line if line.startswith("#") else line for line in text.splitlines()] + [""]
+
+
 def counts_line(run: Run) -> str:
     outcomes: dict[str, int] = {}
     for row in run.rows:
@@ -200,6 +213,7 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         for name in plots.get(f"{scenario}@{conc}", []):
             out += [f"![{name}]({name})", ""]
     out += rate_tables(run)
+    out += instruction_tables(run)
     extra = [k for k in plots if "@" not in k]
     if extra:
         out += ["## Plots", ""]

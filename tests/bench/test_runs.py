@@ -313,3 +313,30 @@ def test_unknown_names_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> N
     assert "unknown scenario 'nope'" in capsys.readouterr().err
     assert main(["bench", "--framework", "django", "--list"]) == 2
     assert "unknown framework 'django'" in capsys.readouterr().err
+
+
+def test_the_reference_plans_saturation_fixed_rates_and_counts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert (
+        main(["bench", "--reference", "--framework", "fastapi", "--server", "uvicorn", "--list"])
+        == 0
+    )
+    out, err = capsys.readouterr()
+    planned = {line.split()[0] for line in out.splitlines()}
+    for rnd in range(1, 6):  # five interleaved rounds, each pair beside its raw callable
+        for offered in ("", "__q1000", "__q50pct"):
+            assert f"fastapi-uvicorn__db__c64{offered}__r{rnd}" in planned
+            assert f"raw_asgi-uvicorn__json__c64{offered}__r{rnd}" in planned
+    assert not any(p.startswith("hello_") for p in planned)  # the raw callables normalise
+    assert "fastapi-uvicorn__updates-5" in planned and "raw_asgi-uvicorn__plaintext" in planned
+    assert "45 cells, 10 server starts, 8 instruction counts" in err
+
+
+def test_the_reference_declares_its_own_scenarios_and_rates(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert main(["bench", "--reference", "--rate", "500", "--out", str(out)]) == 2
+    assert "--reference declares its own" in capsys.readouterr().err
+    assert not out.exists()

@@ -147,11 +147,22 @@ def test_floor_ratios() -> None:
         return {"median": ratio, "min": ratio, "max": ratio, "rounds": 1, "ci95": None}
 
     assert rows["fw-srv"]["floors"] == {
-        "server": {"target": "raw-srv", "rps_ratio": 0.25, "per_round": one_round(0.25)},
-        "framework": {"target": "hello-srv", "rps_ratio": 0.5, "per_round": one_round(0.5)},
+        "server": {
+            "target": "raw-srv",
+            "scenario": "json",
+            "rps_ratio": 0.25,
+            "per_round": one_round(0.25),
+        },
+        "framework": {
+            "target": "hello-srv",
+            "scenario": "json",
+            "rps_ratio": 0.5,
+            "per_round": one_round(0.5),
+        },
     }
     assert rows["hello-srv"]["floors"]["server"] == {
         "target": "raw-srv",
+        "scenario": "json",
         "rps_ratio": 0.5,
         "per_round": one_round(0.5),
     }
@@ -206,6 +217,7 @@ def test_floor_ratio_absent_when_the_floor_failed() -> None:
     rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
     assert rows["fw-srv"]["floors"]["server"] == {
         "target": "raw-srv",
+        "scenario": None,
         "rps_ratio": None,
         "per_round": None,
     }
@@ -339,8 +351,9 @@ def _rate_cell(
     rps: float = 1000.0,
     role: str = "pair",
     floors: dict[str, str] | None = None,
+    scenario: str = "json",
 ) -> dict[str, Any]:
-    cell = _cell(target, rps, repeat=repeat, role=role, floors=floors)
+    cell = _cell(target, rps, repeat=repeat, role=role, floors=floors, scenario=scenario)
     held = stats.rate_held(rps, 1000.0)
     cell.update(
         rate=1000.0,
@@ -407,6 +420,30 @@ def test_fixed_rate_cost_is_read_against_the_raw_floor_round_by_round() -> None:
     assert ratio["min"] == 2.0 and ratio["max"] == 2.2
     assert ratio["ci95"] is not None
     assert rows["a-srv"]["floors"]["server"]["cpu_ratio"] == ratio
+
+
+def test_a_scenario_the_raw_floor_cannot_serve_is_costed_against_its_json() -> None:
+    floors = {"server": "raw-srv"}
+    cells = [
+        _rate_cell("a-srv", 400.0, floors=floors, scenario="db"),
+        _rate_cell("raw-srv", 100.0, role="floor"),
+        _cell("a-srv", 900.0, floors=floors, scenario="db"),  # saturation: same scenario only
+        _cell("raw-srv", 9000.0, role="floor"),
+    ]
+    rows = {(r["target"], r["rate"]): r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    at_rate = rows[("a-srv", 1000.0)]
+    assert at_rate["cost"]["server_cpu_ratio_to_raw"]["median"] == 4.0
+    assert at_rate["floors"]["server"]["scenario"] == "json"
+    assert rows[("a-srv", None)]["floors"]["server"]["rps_ratio"] is None
+
+
+def test_instruction_counts_fold_into_the_fixed_rate_rows() -> None:
+    cells = [_rate_cell("a-srv", 200.0), _cell("a-srv", 5000.0)]
+    rows = stats.summarise(cells, noisy_threshold=0.1)
+    stats.fold_instructions(rows, {("a-srv", "json"): 412_345.6})
+    by_rate = {r["rate"]: r for r in rows}
+    assert by_rate[1000.0]["cost"]["instructions_per_request"] == 412_346
+    assert by_rate[None]["cost"] is None
 
 
 def test_rows_whose_intervals_overlap_are_tied() -> None:
