@@ -96,6 +96,8 @@ def _status(row: dict[str, Any]) -> str:
         status += " client-saturated"
     if row.get("latency_censored"):
         status += " latency-censored"
+    if (row.get("requests_per_connection") or {}).get("starved"):
+        status += " starved-connections"
     if row["outcome"] != "ok" and row["reasons"]:
         status += ": " + escape(row["reasons"][0][:60])
     return status

@@ -28,7 +28,7 @@ from typing import IO, Any, Protocol
 from lab import matrix, procs
 from lab.scaleout import PORT_PLACEHOLDER, Topology
 
-from . import checks, load, loadgen, preflight, stats
+from . import checks, fairness, load, loadgen, preflight, stats
 from .manifest import now_iso, redact_url
 from .method import Method
 from .monitor import CpuMeter, TreeSampler, listening_pid, tree_affinity, wait_idle
@@ -434,6 +434,15 @@ class Runner:
                     during.enter_context(probe)
                 if meter is not None:  # entered last, so it reads right around the load
                     during.enter_context(meter)
+                snapshot = None
+                if rate is None and m.duration_s > 2 * fairness.END_MARGIN_S:
+                    snapshot = during.enter_context(
+                        fairness.ConnectionSnapshot(
+                            urllib.parse.urlsplit(server.base_url).port or 80,
+                            Path(self.wrk).name[:15],  # as the kernel names the process
+                            m.duration_s - fairness.END_MARGIN_S,
+                        )
+                    )
                 run = self._load(cell, server, m.duration_s, "wrk", rate)
             if cell.scenario.overload and server.proc is not None:
                 # what the load left in flight is worked off first: a lone request sent into
@@ -467,6 +476,13 @@ class Runner:
             "argv": run.argv,
             "raw": f"raw/{cell.id}.wrk.json",
         }
+        if snapshot is not None:
+            load_json["requests_per_connection"] = fairness.requests_per_connection(
+                snapshot.received,
+                result.bytes_per_response,
+                connections=cell.concurrency,
+                at_s=snapshot.at_s,
+            )
         checks_json = {"before": before.to_json(), "after": after.to_json()}
         reasons = stats.cell_failures(
             load_json, cell.scenario.expect, checks_json, overload=cell.scenario.overload

@@ -342,6 +342,7 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         if not good
         else {"median": median(good), "min": min(good), "max": max(good), "spread": spread(good)},
         "latency_us": latency,
+        "requests_per_connection": _per_connection(ok),
         "cpu_s_per_1k": median(cpu),
         "cpu_system_share": _rounded(median(system_share)),
         "voluntary_switches_per_req": _rounded(median([float(v) for v, _ in switches])),
@@ -378,6 +379,35 @@ def offered_order(label: str | None) -> tuple[int, float]:
     if label.endswith("%"):
         return (2, float(label[:-1]))
     return (1, float(label))
+
+
+# A connection served under this share of the median connection's requests, in some round,
+# was starved: the server left it waiting while others were served.
+STARVED_SHARE = 0.25
+
+
+def _per_connection(ok: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Requests per connection over a row's rounds (bench/fairness.py): the least any
+    connection got in any round, the median round's median, the most; and the worst round's
+    least over its median, the figure that says a connection starved."""
+    seen = [c["load"].get("requests_per_connection") for c in ok]
+    seen = [s for s in seen if s]
+    if not seen:
+        return None
+    shares = [s["min_share_of_median"] for s in seen if s.get("min_share_of_median") is not None]
+    least = min(shares, default=None)
+    return {
+        "min": min(s["min"] for s in seen),
+        "median": median([s["median"] for s in seen]),
+        "max": max(s["max"] for s in seen),
+        "min_share_of_median": least,
+        # a server that closes its connections leaves short-lived sockets: no shares to judge
+        "starved": least is not None
+        and least < STARVED_SHARE
+        and not any(s.get("reconnected") for s in seen),
+        "reconnected": any(s.get("reconnected") for s in seen),
+        "rounds": len(seen),
+    }
 
 
 def _cost(ok: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -257,6 +257,8 @@ def flags(row: Row) -> list[str]:
         out.append("client-saturated")
     if row.get("latency_censored"):
         out.append("latency-censored")
+    if (row.get("requests_per_connection") or {}).get("starved"):
+        out.append("starved-connections")
     return out
 
 

@@ -43,7 +43,7 @@ def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> Non
             "--repeat",
             "1",
             "--duration",
-            "1",
+            "2",  # long enough for the connection snapshot before the window ends
             "--out",
             str(out),
         ]
@@ -67,6 +67,11 @@ def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> Non
         assert cell["load"]["statuses"] == {"200": cell["load"]["requests"]}
         assert cell["load"]["mismatches"] == 0
         assert cell["load"]["latency_us"]["p50"] <= cell["load"]["latency_us"]["p99"]
+        # every one of wrk's connections, read from the kernel near the window's end
+        shares = cell["load"]["requests_per_connection"]
+        assert shares["connections_seen"] == cell["concurrency"]
+        assert 0 < shares["min"] <= shares["median"] <= shares["max"]
+        assert shares["max"] * cell["concurrency"] >= cell["load"]["requests"] / 4
         assert cell["server"]["cpu_s_per_1k"] > 0
         assert 0 < cell["server"]["system_s"] <= cell["server"]["cpu_s"]  # sockets: kernel time
         # an event loop that waits for its sockets blocks now and then: voluntary switches
