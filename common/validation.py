@@ -50,15 +50,38 @@ def int_param(
         if default is None:
             raise validation(FieldError((where, name), "field required"))
         return default
-    try:
-        value = int(raw.strip()) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", raw) else None
-    except ValueError:
-        value = None
+    value = _integer(raw)
     if value is None:
         raise validation(FieldError((where, name), "value is not a valid integer"))
     if not lo <= value <= hi:
         raise validation(FieldError((where, name), f"value must be between {lo} and {hi}"))
     return value
+
+
+_INTEGER = re.compile(r"\s*([+-]?)0*([0-9]+)\s*")
+# No integer the contract accepts has more digits. Python's int() refuses strings of more
+# than 4,300 digits with a ValueError (CVE-2020-10735), and converting thousands of digits
+# is quadratic work an attacker chooses: anything longer is out of range, unconverted.
+_MAX_DIGITS = 19
+_OUT_OF_RANGE: int = 10**_MAX_DIGITS
+
+
+def _integer(raw: str) -> int | None:
+    """``raw`` as an integer (ASCII digits, an optional sign, spaces around); None when it
+    is not one. A value of more than ``_MAX_DIGITS`` digits comes back as +-10**19, out of
+    every range the contract checks, without converting it."""
+    match = _INTEGER.fullmatch(raw)
+    if match is None:
+        return None
+    sign, digits = str(match[1]), str(match[2])
+    if len(digits) > _MAX_DIGITS:
+        return -_OUT_OF_RANGE if sign == "-" else _OUT_OF_RANGE
+    return int(sign + digits)
+
+
+def _shown(text: str, limit: int = 24) -> str:
+    """A value quoted in a problem's detail, cut short: the detail echoes the input."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def path_id(raw: str) -> int:
@@ -87,11 +110,11 @@ def parse_ids(raw: str | None) -> list[int]:
         raise validation(FieldError(loc, f"at most {items.BATCH_MAX} ids are allowed"))
     ids: dict[int, None] = {}
     for part in parts:
-        if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", part):
-            raise validation(FieldError(loc, f"{part!r} is not a valid integer"))
-        value = int(part)
+        value = _integer(part)
+        if value is None:
+            raise validation(FieldError(loc, f"{_shown(part)} is not a valid integer"))
         if not items.INT32_MIN <= value <= items.INT32_MAX:
-            raise validation(FieldError(loc, f"{value} is out of the int32 range"))
+            raise validation(FieldError(loc, f"{_shown(part.strip())} is out of the int32 range"))
         ids[value] = None
     return list(ids)
 
@@ -119,13 +142,35 @@ def _loc_of(message: str) -> tuple[str | int, ...]:
 
 
 def check_json_text(body: bytes) -> None:
-    """JSON text must be UTF-8 without lone surrogate escapes (RFC 8259 §8.1, §8.2); anything
-    else is malformed (400). For frameworks whose parser is laxer (the stdlib ``json`` under
-    FastAPI accepts ``"\\ud800"``) or fails with a non-JSON error (``UnicodeDecodeError``)."""
+    """JSON text must be UTF-8 without lone surrogate escapes (RFC 8259 §8.1, §8.2), nested at
+    most ``MAX_JSON_DEPTH`` deep; anything else is malformed (400). For frameworks whose
+    parser is laxer (the stdlib ``json`` under FastAPI accepts ``"\\ud800"``) or fails with
+    a non-JSON error (``UnicodeDecodeError``, ``RecursionError``)."""
     try:
-        orjson.loads(body)
+        value = orjson.loads(body)  # orjson itself stops at 1,024 levels
     except orjson.JSONDecodeError as exc:
         raise bad_json(str(exc)) from None
+    _check_depth(body, value)
+
+
+# The contract's bodies nest two levels. msgspec and the stdlib json recurse once a level
+# and raise RecursionError near Python's limit (about 1,000 frames, less the caller's).
+MAX_JSON_DEPTH = 32
+
+
+def _check_depth(body: bytes, value: object) -> None:
+    """``malformed-json`` when ``value`` (``body`` decoded) nests deeper than allowed; the
+    walk runs only when the body has that many brackets at all (two byte counts in C)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):  # the (depth + 1)-th array or object
+            if depth >= MAX_JSON_DEPTH:
+                raise bad_json(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
 
 
 def decode_body(
@@ -145,6 +190,8 @@ def decode_body(
         return into()
     if not is_json_media_type(content_type):
         raise unsupported_media_type(content_type)
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
+        check_json_text(body)  # may nest too deep for msgspec's recursion
     try:
         raw = msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -118,7 +118,8 @@ async def require_json(request: AnyRequest) -> None:
     content_type = request.headers.get("content-type")
     if not is_json_media_type(content_type):
         raise unsupported_media_type(content_type)
-    check_json_text(await request.body())  # msgspec raises UnicodeDecodeError (a 500) on bad UTF-8
+    # msgspec raises UnicodeDecodeError on bad UTF-8 and RecursionError on deep nesting (500s)
+    check_json_text(await request.body())
 
 
 _WHERE = re.compile(r"(.*?)(?: - at `\$\.?(.*)`)?", re.DOTALL)
@@ -216,7 +217,7 @@ async def limited(request: AnyRequest, state: State) -> Response[Any]:
     res = resources(state)
     peer = request.client.host if request.client else None
     client = ratelimit.client_key(
-        peer, request.headers.get("x-forwarded-for"), res.settings.trusted_proxies
+        peer, request.headers.getall("x-forwarded-for", []), res.settings.trusted_proxies
     )
     return render(await service.limited(res, client))
 

@@ -290,6 +290,10 @@ ITEM_BODIES: tuple[BodyCase, ...] = (
     _b("trailing-garbage", _item() + b" x", _J, 400, "malformed-json"),
     _b("empty", b"", _J, 400, "malformed-json"),
     _b("single-quotes", b"{'name': 'x'}", _J, 400, "malformed-json"),
+    # nesting past the contract's 32 levels, where recursive decoders would hit Python's
+    # recursion limit (SPEC §2.1 decision)
+    _b("nested-arrays", b"[" * 1_000 + b"]" * 1_000, _J, 400, "malformed-json"),
+    _b("nested-objects", b'{"a":' * 1_000 + b"1" + b"}" * 1_000, _J, 400, "malformed-json"),
     # JSON text is UTF-8 without lone surrogates (SPEC §2.1 decision)
     _b(
         "invalid-utf8",

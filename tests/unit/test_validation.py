@@ -65,7 +65,34 @@ def test_parse_ids_rejects(raw: str | None) -> None:
     assert problem.errors[0].loc == ("query", "ids")
 
 
+@pytest.mark.parametrize("digits", [4_301, 50_000])
+def test_integers_past_pythons_digit_limit_are_out_of_range(digits: int) -> None:
+    # int() of more than 4,300 digits raises ValueError: it must never reach a handler
+    for raw in ("9" * digits, "-" + "9" * digits):
+        assert problem_of(parse_ids, f"1,{raw}").errors[0].loc == ("query", "ids")
+        assert problem_of(path_id, raw).status == 422
+        assert problem_of(int_param, {"limit": raw}, "limit", lo=1, hi=100).status == 422
+    assert parse_ids("0" * digits + "7") == [7]  # leading zeros are still the number
+    detail = problem_of(parse_ids, "9" * digits).errors[0].msg
+    assert len(detail) < 80  # the problem quotes the value cut short
+
+
 GOOD = b'{"name": "lamp", "category": "books", "price": 12.5}'
+
+
+@pytest.mark.parametrize("depth", [33, 900, 1_000, 5_000])
+@pytest.mark.parametrize("opener", [b"[", b'{"a":'])
+def test_json_nested_deeper_than_the_contract_is_malformed(depth: int, opener: bytes) -> None:
+    closer = b"]" if opener == b"[" else b"}"
+    body = opener * depth + (b"1" if opener != b"[" else b"") + closer * depth
+    malformed = "urn:lab:problem:malformed-json"
+    assert problem_of(decode_body, body, "application/json", ItemIn).type == malformed
+    assert problem_of(check_json_text, body).type == malformed
+
+
+def test_json_nested_to_the_limit_is_decoded() -> None:
+    body = b'{"name": "lamp", "category": "books", "price": 1, "x": ' + b"[" * 31 + b"]" * 31
+    check_json_text(body + b"}")  # 32 levels with the object: allowed
 
 
 def test_decode_body_accepts_json_with_params() -> None:
