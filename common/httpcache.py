@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from hashlib import blake2b
+
+from .headercache import header_cache
 
 __all__ = ["cache_headers", "etag_for", "if_none_match"]
 
@@ -18,7 +19,7 @@ def etag_for(body: bytes) -> str:
     return '"' + blake2b(body, digest_size=16).hexdigest() + '"'
 
 
-@lru_cache(maxsize=1024)
+@header_cache(maxsize=1024)
 def _tags(header: str) -> frozenset[str] | None:
     """Opaque tags of an If-None-Match list (``W/`` dropped), or None for ``*``.
     Text that is not an entity tag is ignored."""

@@ -8,15 +8,16 @@ ties towards the *last* offer, compares types case-sensitively, turns an invalid
 1 and raises on a malformed range. Each fails a rule of SPEC §2.3/§3.11, so this module
 holds a small parser instead.
 
-Headers repeat across requests, so answers are cached (``lru_cache``) on the raw header
-text and the offers; the parsing below runs once per distinct header.
+Headers repeat across requests, so answers are cached (``header_cache``) on the raw header
+text and the offers; the parsing below runs once per distinct header (of sane length).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+
+from .headercache import header_cache
 
 __all__ = ["best_encoding", "best_media_type"]
 
@@ -73,7 +74,7 @@ def _weight(params: list[str]) -> tuple[float, bool] | None:
     return q, has_params
 
 
-@lru_cache(maxsize=512)
+@header_cache(maxsize=512)
 def _parse_accept(header: str) -> tuple[_Range, ...]:
     ranges: list[_Range] = []
     for element in _ELEMENTS.findall(header):
@@ -111,7 +112,7 @@ def _media_quality(ranges: tuple[_Range, ...], type_: str, subtype: str) -> floa
     return best_q
 
 
-@lru_cache(maxsize=512)
+@header_cache(maxsize=512)
 def _best_media_type(accept: str, offers: tuple[str, ...]) -> str | None:
     ranges = _parse_accept(accept)
     best: str | None = None
@@ -135,7 +136,7 @@ def best_media_type(accept: str | None, offers: Sequence[str]) -> str | None:
     return _best_media_type(accept, tuple(offers))
 
 
-@lru_cache(maxsize=512)
+@header_cache(maxsize=512)
 def _parse_accept_encoding(header: str) -> dict[str, float]:
     """coding → q, with ``x-gzip`` folded into ``gzip``; a repeated coding keeps its best q."""
     codings: dict[str, float] = {}
@@ -153,7 +154,7 @@ def _parse_accept_encoding(header: str) -> dict[str, float]:
     return codings
 
 
-@lru_cache(maxsize=512)
+@header_cache(maxsize=512)
 def _best_encoding(header: str, offers: tuple[str, ...]) -> str | None:
     codings = _parse_accept_encoding(header)
     star = codings.get("*", 0.0)

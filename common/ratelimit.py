@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .headercache import header_cache
+
 __all__ = ["LUA_SOURCE", "Decision", "client_key", "decide", "fail_open_headers", "headers"]
 
 LUA_SOURCE: str = (Path(__file__).parent / "lua" / "ratelimit.lua").read_text(encoding="utf-8")
@@ -98,14 +100,23 @@ def _is_trusted(ip: _IP, nets: tuple[_Net, ...]) -> bool:
     return any(ip.version == net.version and ip in net for net in nets)
 
 
-@lru_cache(maxsize=4096)
-def _client_key(peer: str, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
+def _bucket(ip: _IP) -> str:
+    """The key an address counts under: itself for IPv4, its /64 for IPv6, the smallest
+    block a single subscriber is given (RFC 6177), so one holder cannot mint a bucket per
+    address of its block."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@header_cache(maxsize=4096)
+def _client_key(peer: str, forwarded_for: str, trusted: tuple[str, ...]) -> str:
     peer_ip = _parse_ip(peer)
     if peer_ip is None:
         return peer  # a unix socket path or similar: nothing to trust
     nets = _networks(trusted)
     if not forwarded_for or not _is_trusted(peer_ip, nets):
-        return str(peer_ip)
+        return _bucket(peer_ip)
     candidate = peer_ip
     for entry in reversed(forwarded_for.split(",")):
         if not entry.strip():
@@ -115,19 +126,22 @@ def _client_key(peer: str, forwarded_for: str | None, trusted: tuple[str, ...]) 
             break  # garbage: nothing left of it can be believed
         candidate = ip
         if not _is_trusted(ip, nets):
-            return str(ip)
-    return str(candidate)
+            return _bucket(ip)
+    return _bucket(candidate)
 
 
-def client_key(peer: str | None, forwarded_for: str | None, trusted: Sequence[str]) -> str:
+def client_key(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[str]) -> str:
     """Who to count a request against.
 
     The socket peer, unless the peer is a trusted proxy: then ``X-Forwarded-For`` is read
     right to left (each proxy appends the address it saw), skipping trusted proxies, and
     the first untrusted address is the client. All trusted → the leftmost. An entry that
     is not an address stops the walk at the last address before it, since anything
-    further left may have been written by the client.
+    further left may have been written by the client. ``forwarded_for`` is every
+    ``X-Forwarded-For`` line of the request in order: several lines are one list (RFC 9110
+    §5.3), and a proxy that adds its own line must not hide the one before it.
+    An IPv6 client counts by its /64.
     """
     if not peer:
         return "unknown"
-    return _client_key(peer, forwarded_for, tuple(trusted))
+    return _client_key(peer, ",".join(forwarded_for), tuple(trusted))

@@ -371,7 +371,7 @@ async def cached_item(request: web.Request) -> Answer:
 async def limited(request: web.Request) -> Answer:
     res = request.app[RESOURCES]
     client = ratelimit.client_key(
-        request.remote, request.headers.get("X-Forwarded-For"), res.settings.trusted_proxies
+        request.remote, request.headers.getall("X-Forwarded-For", []), res.settings.trusted_proxies
     )
     return await service.limited(res, client)
 

@@ -225,7 +225,7 @@ def create_app() -> FastAPI:
     async def limited(request: Request) -> Response:
         peer = request.client.host if request.client else None
         client = ratelimit.client_key(
-            peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
+            peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxies
         )
         return render(await service.limited(resources(request), client))
 

@@ -181,7 +181,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/limited")
     def limited() -> Response:
         client = ratelimit.client_key(
-            request.remote_addr, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
+            request.remote_addr,
+            request.headers.getlist("X-Forwarded-For"),
+            settings.trusted_proxies,
         )
         return render(service.limited(res(), client))
 

@@ -81,6 +81,20 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored(limits_server) -> None:
         _assert_limited(c.get("/limited", headers={"X-Forwarded-For": fresh_forwarded()}))
 
 
+def test_forwarded_for_from_127_0_0_1_is_ignored_when_no_proxy_is_trusted(server) -> None:
+    """SPEC §3.7 with ``LAB_TRUSTED_PROXIES`` unset: 127.0.0.1 is a client like any other.
+    uvicorn's proxy-header handling (also under gunicorn's uvicorn worker) trusts 127.0.0.1
+    by default and would rewrite the client address from the header before the lab's code
+    saw it: a full bucket for every new header value. Three requests from one address share
+    its bucket (other tests' requests from 127.0.0.1 may only lower it further)."""
+    with server.client(local_address="127.0.0.1") as c:
+        answers = [c.get("/limited", headers={"X-Forwarded-For": fresh_forwarded()}) for _ in "abc"]
+    limit = int(answers[0].headers["ratelimit-limit"])
+    remaining = [int(a.headers["ratelimit-remaining"]) for a in answers]
+    # one fresh bucket per header would read limit - 1 three times
+    assert min(remaining) < limit - 1, remaining
+
+
 def test_forwarded_for_from_a_trusted_proxy_is_a_separate_bucket(limits_server) -> None:
     """SPEC §3.7: behind a trusted peer (127.0.0.1) the client is the rightmost
     X-Forwarded-For address that is not itself a trusted proxy; each such client has its own

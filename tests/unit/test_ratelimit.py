@@ -105,21 +105,23 @@ TRUSTED = ("10.0.0.0/8", "192.168.1.1", "fd00::/8", "::1")
         ("10.1.2.3", " , ", TRUSTED, "10.1.2.3"),
         # ports and brackets some proxies add
         ("10.1.2.3", "1.2.3.4:5678", TRUSTED, "1.2.3.4"),
-        ("10.1.2.3", "[2001:db8::7]:443", TRUSTED, "2001:db8::7"),
-        ("10.1.2.3", "[2001:db8::7]", TRUSTED, "2001:db8::7"),
-        # IPv6
-        ("::1", "2001:db8::1", TRUSTED, "2001:db8::1"),
-        ("fd00::5", "2001:db8::1, fd12::1", TRUSTED, "2001:db8::1"),
-        ("2001:db8::2", "1.2.3.4", TRUSTED, "2001:db8::2"),
-        ("::1", "2001:DB8:0:0::1", TRUSTED, "2001:db8::1"),  # normalised
-        ("::1", "2001:db8::1::2", TRUSTED, "::1"),  # invalid IPv6 is garbage
+        ("10.1.2.3", "[2001:db8::7]:443", TRUSTED, "2001:db8::/64"),
+        ("10.1.2.3", "[2001:db8::7]", TRUSTED, "2001:db8::/64"),
+        # IPv6 counts by its /64: one subscriber's block is one client
+        ("::1", "2001:db8::1", TRUSTED, "2001:db8::/64"),
+        ("::1", "2001:db8::ffff:1", TRUSTED, "2001:db8::/64"),
+        ("::1", "2001:db8:0:1::1", TRUSTED, "2001:db8:0:1::/64"),
+        ("fd00::5", "2001:db8::1, fd12::1", TRUSTED, "2001:db8::/64"),
+        ("2001:db8::2", "1.2.3.4", TRUSTED, "2001:db8::/64"),
+        ("::1", "2001:DB8:0:0::1", TRUSTED, "2001:db8::/64"),  # normalised
+        ("::1", "2001:db8::1::2", TRUSTED, "::/64"),  # invalid IPv6 is garbage
         # IPv4-mapped IPv6 (dual-stack sockets) counts as the IPv4 address
         ("::ffff:10.1.2.3", "1.2.3.4", TRUSTED, "1.2.3.4"),
         ("::ffff:203.0.113.9", None, TRUSTED, "203.0.113.9"),
         ("10.1.2.3", "::ffff:1.2.3.4", TRUSTED, "1.2.3.4"),
         # an IPv4 address is not inside an IPv6 network, nor the reverse
         ("10.1.2.3", "1.2.3.4", ("::/0",), "10.1.2.3"),
-        ("::1", "2001:db8::1", ("0.0.0.0/0",), "::1"),
+        ("::1", "2001:db8::1", ("0.0.0.0/0",), "::/64"),
         # match-everything trust: the leftmost
         ("10.1.2.3", "1.2.3.4, 5.6.7.8", ("0.0.0.0/0",), "1.2.3.4"),
         # a peer that is not an IP (unix socket) is its own key
@@ -134,11 +136,34 @@ TRUSTED = ("10.0.0.0/8", "192.168.1.1", "fd00::/8", "::1")
 def test_client_key(
     peer: str | None, xff: str | None, trusted: tuple[str, ...], expected: str
 ) -> None:
-    assert client_key(peer, xff, trusted) == expected
+    assert client_key(peer, [] if xff is None else [xff], trusted) == expected
 
 
 def test_client_key_accepts_a_list_of_trusted() -> None:
-    assert client_key("10.1.2.3", "1.2.3.4", ["10.0.0.0/8"]) == "1.2.3.4"
+    assert client_key("10.1.2.3", ["1.2.3.4"], ["10.0.0.0/8"]) == "1.2.3.4"
+
+
+def test_every_forwarded_for_line_is_one_list() -> None:
+    # a proxy that adds a line of its own does not hide the client's address before it
+    assert client_key("10.1.2.3", ["1.2.3.4", "10.0.0.7"], TRUSTED) == "1.2.3.4"
+    assert client_key("10.1.2.3", ["1.2.3.4, 5.6.7.8", "10.0.0.7"], TRUSTED) == "5.6.7.8"
+
+
+def test_header_values_too_long_for_a_real_client_are_not_kept() -> None:
+    from common.headercache import LONGEST_CACHED, header_cache
+
+    calls: list[str] = []
+
+    @header_cache(maxsize=8)
+    def parse(header: str) -> int:
+        calls.append(header)
+        return len(header)
+
+    short, long = "a" * LONGEST_CACHED, "b" * (LONGEST_CACHED + 1)
+    assert [parse(short), parse(short), parse(long), parse(long)] == [len(short)] * 2 + [
+        len(long)
+    ] * 2
+    assert calls == [short, long, long]  # the long value was computed twice, kept never
 
 
 # --- the Lua script against the real Redis ---------------------------------------------
