@@ -56,6 +56,19 @@ def random_number() -> int:
     return random.randint(1, WORLD_ROWS)
 
 
+def new_numbers(worlds: list[dict[str, Any]]) -> dict[int, int]:
+    """Give each world a new ``randomNumber`` in place and return what to store, id → number.
+
+    Random ids may repeat. One UPDATE of a repeated id keeps one of its numbers, so each
+    id gets one number here, and every repetition in the answer shows it: the answer is what
+    is stored, as if the worlds had been updated one by one and then read. The ids come
+    sorted, so concurrent batches lock rows in one order and cannot deadlock each other."""
+    chosen = {w["id"]: random_number() for w in worlds}
+    for world in worlds:
+        world["randomNumber"] = chosen[world["id"]]
+    return dict(sorted(chosen.items()))
+
+
 def world_dict(row: Row) -> dict[str, Any]:
     return {"id": row[0], "randomNumber": row[1]}
 

@@ -47,6 +47,10 @@ DB_DOWN: tuple[type[BaseException], ...] = (
     # state half-switched; its next query raises this (asyncpg#1069, sqlalchemy#13241). Seen
     # under load by tests/reliability/test_faults_under_load.py.
     asyncpg.exceptions.InternalClientError,
+    # A transaction PostgreSQL rolled back (deadlock, serialization failure): nothing was
+    # stored, and a retry may succeed, which is what a 503 with Retry-After says. psycopg
+    # raises these as OperationalError, already above in the sync twin.
+    asyncpg.exceptions.TransactionRollbackError,
 )
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError, TimeoutError)
 
@@ -83,13 +87,8 @@ async def updates(res: Resources, count: int) -> Reply:
     with database:
         async with res.db.acquire() as conn:
             worlds = [techempower.world_dict(await _world(conn, i)) for i in ids]
-            for world in worlds:
-                world["randomNumber"] = techempower.random_number()
-            # Sorted ids: concurrent batched updates then lock rows in one order (no deadlock).
-            ordered = sorted(worlds, key=lambda w: w["id"])
-            await conn.execute(
-                sql.WORLD_UPDATE, [w["id"] for w in ordered], [w["randomNumber"] for w in ordered]
-            )
+            stored = techempower.new_numbers(worlds)
+            await conn.execute(sql.WORLD_UPDATE, list(stored), list(stored.values()))
     return replies.json_reply(worlds)
 
 

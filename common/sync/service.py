@@ -120,14 +120,8 @@ def updates(res: Resources, count: int) -> Reply:
             techempower.world_dict(_one(cur.execute(WORLD_BY_ID.text, (i,)).fetchone()))
             for i in ids
         ]
-        for world in worlds:
-            world["randomNumber"] = techempower.random_number()
-        # Sorted ids: concurrent batched updates then lock rows in one order (no deadlock).
-        ordered = sorted(worlds, key=lambda w: w["id"])
-        cur.execute(
-            WORLD_UPDATE.text,
-            WORLD_UPDATE.params([w["id"] for w in ordered], [w["randomNumber"] for w in ordered]),
-        )
+        stored = techempower.new_numbers(worlds)
+        cur.execute(WORLD_UPDATE.text, WORLD_UPDATE.params(list(stored), list(stored.values())))
     return replies.json_reply(worlds)
 
 

@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 import pytest
 
 from common.techempower import (
+    WORLD_ROWS,
+    new_numbers,
     queries_param,
     random_ids,
     random_number,
@@ -145,3 +147,12 @@ def test_fortunes_empty_table_has_only_the_added_row() -> None:
 def test_fortunes_escape_ampersands_and_quotes() -> None:
     html = render_fortunes([(5, "a & b \"c\" 'd' <e>")]).decode()
     assert "<td>a &amp; b &quot;c&quot; &#x27;d&#x27; &lt;e&gt;</td>" in html
+
+
+def test_new_numbers_answer_what_is_stored_when_ids_repeat() -> None:
+    worlds = [{"id": i, "randomNumber": 0} for i in (7, 3, 7, 9, 3)]
+    stored = new_numbers(worlds)
+    assert list(stored) == [3, 7, 9]  # each id once, sorted: one lock order for every batch
+    for world in worlds:
+        assert world["randomNumber"] == stored[world["id"]]
+        assert 1 <= world["randomNumber"] <= WORLD_ROWS
