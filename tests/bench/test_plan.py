@@ -32,7 +32,7 @@ ROUTES = (
 def test_scenarios_are_declared_with_their_routes() -> None:
     ids = [s.id for s in scenarios()]
     assert len(ids) == len(set(ids))
-    assert len([s for s in scenarios() if s.in_matrix]) == 19
+    assert len([s for s in scenarios() if s.in_matrix]) == 20
     for route in ROUTES:
         assert any(i.startswith(route) for i in ids), route
     for sc in scenarios():
