@@ -342,6 +342,10 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         if not good
         else {"median": median(good), "min": min(good), "max": max(good), "spread": spread(good)},
         "latency_us": latency,
+        # the tail's interval over the rounds: a fixed-rate row's p99 is a headline figure
+        "latency_ci95_us": {
+            k: ci95([float(c["load"]["latency_us"][k]) for c in ok]) for k in ("p50", "p99")
+        },
         "requests_per_connection": _per_connection(ok),
         "cpu_s_per_1k": median(cpu),
         "cpu_system_share": _rounded(median(system_share)),

@@ -329,8 +329,14 @@ def render(run: Run, plots: list[Plot], picker_md: str, missing: list[str]) -> s
         if run.quick
         else ""
     )
-    from .tables import counts_line
+    from .tables import counts_line, instruction_tables, rate_tables
 
+    # what travels between sittings leads: costs at fixed rates, then instruction counts
+    steady_md = "\n".join(rate_tables(run) + instruction_tables(run))
+    steady = (
+        f'<section id="fixed-rate">{markdown_to_html(steady_md)}</section>' if steady_md else ""
+    )
+    steady_nav = '<a href="#fixed-rate">Fixed rate</a>' if steady else ""
     picker_body = picker_md.split("\n", 1)[1] if picker_md.startswith("# ") else picker_md
 
     return f"""<!DOCTYPE html>
@@ -342,9 +348,10 @@ def render(run: Run, plots: list[Plot], picker_md: str, missing: list[str]) -> s
 <h1>Benchmark report: {_e(run.run_id)}</h1>
 <p>{_inline(d.run_line(run))}.</p>{quick}
 <p>{_e(counts_line(run))}</p>
-<nav><a href="#results">Results</a><a href="#charts">Charts</a>
+<nav>{steady_nav}<a href="#results">Results</a><a href="#charts">Charts</a>
 <a href="#picker">Which framework?</a><a href="#manifest">Manifest</a>
 <a href="#method">Method</a></nav>
+{steady}
 <h2 id="results">Results</h2>
 <p>Click a column to sort; type to filter (all words must match, e.g. <code>json flask</code>,
 <code>failed</code>, <code>noisy</code>). Failed and noisy rows are shown, never hidden.</p>

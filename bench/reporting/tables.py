@@ -4,6 +4,8 @@ or noisy row is printed with its flag and its first reason."""
 
 from __future__ import annotations
 
+import statistics
+
 from bench import stats
 
 from . import _data as d
@@ -67,6 +69,7 @@ RATE_COLUMNS = (
     "services µs/req",
     "p50 ms",
     "p99 ms",
+    "p99 ci95",
     "p99.9 ms",
     "status",
 )
@@ -88,9 +91,14 @@ def rate_row_cells(row: Row) -> list[str]:
         d.num(services.get("median"), "{:,.1f}"),
         d.ms(row, "p50"),
         d.ms(row, "p99"),
+        d.interval(_ms((row.get("latency_ci95_us") or {}).get("p99")), "{:.2f}"),
         d.ms(row, "p99_9"),
         d.status(row) + ("" if row.get("rate_held") is not False else " rate-not-held"),
     ]
+
+
+def _ms(interval_us: list[float] | None) -> list[float] | None:
+    return None if not interval_us else [v / 1000 for v in interval_us]
 
 
 def rate_tables(run: Run) -> list[str]:
@@ -130,6 +138,95 @@ def rate_tables(run: Run) -> list[str]:
         out += ["| " + " | ".join(md_escape(c) for c in rate_row_cells(r)) + " |" for r in rows]
         out += [""]
     return out
+
+
+def _half_width(ci: list[float] | None, centre: float | None) -> float | None:
+    """A ``ci95``'s half-width over the figure it surrounds (0.1: ±10 %)."""
+    if not ci or not centre:
+        return None
+    return (ci[1] - ci[0]) / 2 / abs(centre)
+
+
+def _pct_range(values: list[float]) -> str:
+    return f"median {statistics.median(values):.0%}, {min(values):.0%}-{max(values):.0%}"
+
+
+def steadiness(run: Run) -> list[str]:
+    """How steady the run's figures were, per kind (docs/reading-results.md sets targets
+    for them): the spread of each fixed-rate cost over its rounds, the intervals of the
+    ratios to the raw floor and of saturation requests/s, the rates held, and the least
+    served connection. Only rows of more than one round count."""
+    lines: list[str] = []
+    for scenario in sorted({r["scenario"] for r in run.rate_rows}):
+        for label in sorted(
+            {stats.offered(r) for r in run.rate_rows if r["scenario"] == scenario},
+            key=lambda o: stats.offered_order(o),
+        ):
+            rows = [
+                r
+                for r in run.rate_rows
+                if r["scenario"] == scenario and stats.offered(r) == label and r["role"] == "pair"
+            ]
+            costs = [
+                c["server_cpu_us_per_request"]
+                for r in rows
+                if (c := r.get("cost")) and c["server_cpu_us_per_request"]["spread"] is not None
+            ]
+            ratios = [
+                h
+                for r in rows
+                if (ratio := (r.get("cost") or {}).get("server_cpu_ratio_to_raw"))
+                and (h := _half_width(ratio.get("ci95"), ratio.get("median"))) is not None
+            ]
+            if not costs:
+                continue
+            spreads = [float(c["spread"]) for c in costs]
+            within = sum(1 for v in spreads if v <= 0.05)
+            line = (
+                f"- `{scenario}` at {d.offered_text(rows[0])}: server CPU per request spread "
+                f"over the rounds {_pct_range(spreads)} ({within} of {len(spreads)} pairs "
+                "within 5 %)"
+            )
+            if ratios:
+                line += f"; `x raw floor` ci95 half-width {_pct_range(ratios)}"
+            held = sum(1 for r in rows if r.get("rate_held"))
+            lines.append(line + f"; rate held by {held} of {len(rows)} pairs.")
+    for (scenario, conc), rows in run.boards().items():
+        pairs = [r for r in rows if r["role"] == "pair" and r["outcome"] == "ok"]
+        widths = [
+            h
+            for r in pairs
+            if (h := _half_width(r["rps"].get("ci95"), r["rps"].get("median"))) is not None
+        ]
+        if not widths:
+            continue
+        within = sum(1 for w in widths if w <= 0.10)
+        line = (
+            f"- `{scenario}` at {conc} connections, closed loop: requests/s ci95 half-width "
+            f"{_pct_range(widths)} ({within} of {len(widths)} pairs within 10 %)"
+        )
+        shares = [
+            (float(rpc["min_share_of_median"]), r["target"])
+            for r in pairs
+            if (rpc := r.get("requests_per_connection"))
+            and rpc.get("min_share_of_median") is not None
+            and not rpc.get("reconnected")
+        ]
+        if shares:
+            least, who = min(shares)
+            line += f"; the least served connection got {least:.0%} of the median's ({who})"
+        lines.append(line + ".")
+    if not lines:
+        return []
+    return [
+        "## How steady this run was",
+        "",
+        "Pairs only, rows of more than one round; the targets are in docs/reading-results.md "
+        '("How steady").',
+        "",
+        *lines,
+        "",
+    ]
 
 
 def instruction_tables(run: Run) -> list[str]:
@@ -213,6 +310,7 @@ def markdown(run: Run, *, plots: dict[str, list[str]] | None = None) -> str:
         for name in plots.get(f"{scenario}@{conc}", []):
             out += [f"![{name}]({name})", ""]
     out += rate_tables(run)
+    out += steadiness(run)
     out += instruction_tables(run)
     extra = [k for k in plots if "@" not in k]
     if extra:

@@ -467,6 +467,16 @@ def test_fixed_rate_rows_get_their_own_tables(tmp_path: Path) -> None:
     assert "## json @ 64 connections" not in readme  # no closed-loop board to show
 
 
+def test_the_report_says_how_steady_the_run_was(tmp_path: Path) -> None:
+    # 200, 220, 210 µs a request: a spread of 20 / 210, 10 %, outside the 5 % target
+    path = rate_run(tmp_path / "r", [200.0, 220.0, 210.0], [100.0, 100.0, 100.0], "a")
+    write_report(load(path), with_plots=False)
+    readme = (path / "README.md").read_text()
+    [line] = [x for x in readme.splitlines() if x.startswith("- `json` at 1,000 req/s")]
+    assert "spread over the rounds median 10%" in line and "(0 of 1 pairs within 5 %)" in line
+    assert "rate held by 1 of 1 pairs" in line
+
+
 def test_compare_judges_fixed_rate_rows_by_their_intervals(tmp_path: Path) -> None:
     old = rate_run(tmp_path / "old", [200.0, 210.0, 205.0], [100.0, 101.0, 99.0], "a")
     same = rate_run(tmp_path / "same", [203.0, 208.0, 206.0], [100.0, 100.0, 101.0], "a")
