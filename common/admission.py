@@ -16,11 +16,12 @@ refuses the switch (``common.settings.check_framework``).
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 
 from .settings import Settings
 
-__all__ = ["EXEMPT_PATHS", "InFlight", "worker_gate"]
+__all__ = ["EXEMPT_PATHS", "InFlight", "LockedInFlight", "worker_gate"]
 
 # Never shed: a health check answered 503 "overloaded" would take a busy but healthy worker
 # out of its load balancer, moving its load to the others; SPEC §3.16 reports backends only.
@@ -50,6 +51,25 @@ class InFlight:
         if self.count <= 0:
             raise RuntimeError("released more requests than were admitted")
         self.count -= 1
+
+
+class LockedInFlight(InFlight):
+    """:class:`InFlight` for a count that threads share (a WSGI worker's background tasks):
+    the check and the increment under one lock, still never waiting for room."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            return super().admit()
+
+    def release(self) -> None:
+        with self._lock:
+            super().release()
 
 
 @cache

@@ -182,5 +182,16 @@ def overloaded(limit: int) -> Problem:
     )
 
 
+def too_many_tasks(limit: int) -> Problem:
+    """``POST /tasks`` past ``LAB_MAX_TASKS`` tasks queued or running in this worker (SPEC
+    §3.15): a task accepted is a promise to run it, so past the bound none is accepted."""
+    return Problem(
+        503,
+        f"The server already holds {limit} background tasks; try again shortly.",
+        headers={"Retry-After": "1"},
+        slug="overloaded",
+    )
+
+
 def internal() -> Problem:
     return Problem(500, "An unexpected error occurred; it has been logged.")

@@ -106,6 +106,7 @@ class Settings:
     handlers: str = "async"  # async | sync
     limiter: str = "redis"  # redis | off
     max_inflight: int | None = None  # LAB_MAX_INFLIGHT=off|n: shed past n requests per worker
+    max_tasks: int = 1000  # LAB_MAX_TASKS: background tasks queued or running per worker
     # Middleware experiment switches (SPEC §6): defaults are the production stack.
     timing: bool = True  # LAB_TIMING=on|off: the Server-Timing header
     access_log: bool = False  # LAB_ACCESS_LOG=off|on: one JSON line per request on stderr
@@ -216,6 +217,7 @@ class Settings:
             handlers=handlers,
             limiter=switch("LAB_LIMITER"),
             max_inflight=max_inflight,
+            max_tasks=num("LAB_MAX_TASKS", 1000, 1, 1_000_000),
             timing=choice("LAB_TIMING", "on", ("on", "off")) == "on",
             access_log=choice("LAB_ACCESS_LOG", "off", ("off", "on")) == "on",
             middleware=choice("LAB_MIDDLEWARE", "pure", ("pure", "basehttp")),

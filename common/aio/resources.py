@@ -29,6 +29,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .. import cpu, ratelimit
+from ..admission import InFlight
 from ..localcache import LocalCache
 from ..settings import Settings
 
@@ -109,6 +110,7 @@ class Resources:
     http: aiohttp.ClientSession
     cpu: Executor | None
     ratelimit_script: AsyncScript
+    tasks: InFlight  # background tasks accepted and not finished, at most LAB_MAX_TASKS
     local_cache: LocalCache | None = None  # LAB_CACHE=local
     blocking_http: httpx.Client | None = None  # LAB_UPSTREAM_CLIENT=blocking
 
@@ -206,6 +208,7 @@ async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Res
             http=http,
             cpu=executor,
             ratelimit_script=redis_client.register_script(ratelimit.LUA_SOURCE),
+            tasks=InFlight(settings.max_tasks),
             local_cache=LocalCache.for_settings(settings),
             blocking_http=blocking_http,
         )

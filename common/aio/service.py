@@ -26,7 +26,7 @@ from .. import cpu as cpu_mod
 from .. import formats, keys, ratelimit, replies, sql, techempower
 from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
-from ..problems import Outage, Problem, backend_unavailable
+from ..problems import Outage, Problem, backend_unavailable, too_many_tasks
 from ..reply import Reply, StreamReply
 from ..upstream import upstream_call
 from .resources import Resources
@@ -331,7 +331,10 @@ async def cpu(res: Resources, n: int) -> Reply:
 
 
 async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
-    """Record the task in Redis, then let the framework run :func:`run_task` after replying."""
+    """Record the task in Redis, then let the framework run :func:`run_task` after replying.
+    Past ``LAB_MAX_TASKS`` unfinished tasks in this worker, none is accepted (503)."""
+    if not res.tasks.admit():
+        raise too_many_tasks(res.tasks.limit)
     task_id = secrets.token_hex(16)
     try:
         async with res.redis.pipeline(transaction=True) as pipe:
@@ -341,6 +344,7 @@ async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
             pipe.expire(keys.task_key(task_id), TASK_TTL_S)
             await pipe.execute()
     except REDIS_DOWN as exc:
+        res.tasks.release()
         degraded("task store answering 503", exc)
         raise backend_unavailable("The task store (Redis)") from None
     return replies.task_accepted_reply(task_id), task_id
@@ -350,6 +354,14 @@ TASK_TTL_S = 3600
 
 
 async def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
+    """Run an accepted task (its slot, taken by :func:`create_task`, is freed at the end)."""
+    try:
+        await _run_task(res, task_id, spec)
+    finally:
+        res.tasks.release()
+
+
+async def _run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
     key = keys.task_key(task_id)
     try:
         await res.redis.hset(key, "status", "running")

@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from .. import cpu, ratelimit
+from ..admission import LockedInFlight
 from ..items import FANOUT_MAX
 from ..localcache import LocalCache
 from ..settings import Settings
@@ -83,6 +84,7 @@ class Resources:
     cpu: Executor | None
     ratelimit_script: Script
     tasks: ThreadPoolExecutor  # runs accepted tasks after the reply (SPEC §3.15)
+    task_slots: LockedInFlight  # tasks accepted and not finished, at most LAB_MAX_TASKS
     local_cache: LocalCache | None = None  # LAB_CACHE=local
 
 
@@ -187,6 +189,7 @@ def _open_resources(settings: Settings, db: Pool | Connect) -> Iterator[Resource
             cpu=executor,
             ratelimit_script=redis_client.register_script(ratelimit.LUA_SOURCE),
             tasks=tasks,
+            task_slots=LockedInFlight(settings.max_tasks),
             local_cache=LocalCache.for_settings(settings),
         )
     finally:

@@ -25,8 +25,9 @@ DEFAULT = ServerConfig("default")
 
 # Small limit, a trusted proxy, a short cache TTL, two workers: the limiter (SPEC §3.7, also
 # across workers), X-Forwarded-For, and Cache-Control following LAB_CACHE_TTL (§3.6).
-# Small limits: five requests a minute, a 7 s cache TTL, and one pooled Redis connection per
-# worker, so that a burst of concurrent requests must queue for it rather than degrade.
+# Small limits: five requests a minute, a 7 s cache TTL, one pooled Redis connection per
+# worker, so that a burst of concurrent requests must queue for it rather than degrade, and
+# three background tasks per worker (SPEC §3.15).
 LIMITS = ServerConfig(
     "limits",
     {
@@ -34,6 +35,7 @@ LIMITS = ServerConfig(
         "LAB_TRUSTED_PROXIES": "127.0.0.1",
         "LAB_CACHE_TTL": "7",
         "LAB_REDIS_POOL_SIZE": "1",
+        "LAB_MAX_TASKS": "3",
     },
     workers=2,
 )
