@@ -286,8 +286,9 @@ def offered_text(row: Row) -> str:
 
 
 def interval(ci: list[float] | None, fmt: str = "{:,.1f}") -> str:
-    """A ``ci95`` as ``low-high``; ``-`` without one (a single round)."""
-    return "-" if not ci else f"{fmt.format(ci[0])}-{fmt.format(ci[1])}"
+    """A ``ci95`` as ``low-high``; ``-`` without one (a single round). Every figure the lab
+    bounds is positive: a t interval reaching below 0 (few, disagreeing rounds) shows 0."""
+    return "-" if not ci else f"{fmt.format(max(ci[0], 0.0))}-{fmt.format(ci[1])}"
 
 
 def rank_text(row: Row) -> str:
