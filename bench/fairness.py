@@ -17,7 +17,8 @@ all but that margin; shares, not totals, are what it is for.
 
 What it cannot see: a server that closes connections after each response (gunicorn's sync
 worker) leaves sockets of one response each, opened and closed all through the window;
-``reconnected`` says so when the snapshot holds fewer sockets than the tool opened.
+``reconnected`` says so, and its shares are not judged. Otherwise a connection with no
+established socket near the end of the window counts as served nothing.
 """
 
 from __future__ import annotations
@@ -63,16 +64,30 @@ def requests_per_connection(
     if not received or not bytes_per_response:
         return None
     counts = sorted(b / bytes_per_response for b in received)
+    seen = len(counts)
+    # Sockets of one response each: the server closes every connection after its response
+    # (gunicorn's sync worker), so a connection is many short sockets and shares say nothing.
+    reconnected = median(counts) <= RECONNECTING_MEDIAN
+    if not reconnected and seen < connections:
+        # Connections the tool opened that hold no established socket this late in the
+        # window (a handshake dropped by a full listen queue, retried after 1 s, 3 s...):
+        # none of their requests has been served.
+        counts = [0.0] * (connections - seen) + counts
+    mid = median(counts)
     return {
-        "connections_seen": len(counts),
+        "connections_seen": seen,
         "min": round(counts[0], 1),
-        "median": round(median(counts), 1),
+        "median": round(mid, 1),
         "max": round(counts[-1], 1),
-        "min_share_of_median": round(counts[0] / median(counts), 3) if median(counts) else None,
-        "reconnected": len(counts) < connections,
+        "min_share_of_median": round(counts[0] / mid, 3) if mid else None,
+        "reconnected": reconnected,
         "sampled_at_s": round(at_s, 2),
         "how": "ss -tinp bytes_received per socket / mean response bytes",
     }
+
+
+# A median socket that has read this many responses or fewer: the server closes connections.
+RECONNECTING_MEDIAN = 1.5
 
 
 class ConnectionSnapshot:

@@ -28,6 +28,20 @@ def test_a_starved_connection_shows_in_the_least_share() -> None:
     assert (shares["min"], shares["median"], shares["max"]) == (10.0, 90.0, 100.0)
     assert shares["min_share_of_median"] == 0.111
     assert shares["reconnected"] is False
-    fewer = fairness.requests_per_connection([2000], 200.0, connections=64, at_s=3.5)
-    assert fewer is not None and fewer["reconnected"] is True
     assert fairness.requests_per_connection([], 200.0, connections=3, at_s=1.0) is None
+
+
+def test_a_connection_without_a_socket_late_in_the_window_was_served_nothing() -> None:
+    shares = fairness.requests_per_connection([2000, 2200], 200.0, connections=3, at_s=4.5)
+    assert shares is not None and shares["connections_seen"] == 2
+    assert (shares["min"], shares["min_share_of_median"], shares["reconnected"]) == (
+        0.0,
+        0.0,
+        False,
+    )
+
+
+def test_sockets_of_one_response_each_are_a_server_that_closes_connections() -> None:
+    shares = fairness.requests_per_connection([200, 200, 0], 200.0, connections=64, at_s=4.5)
+    assert shares is not None and shares["reconnected"] is True
+    assert shares["connections_seen"] == 3  # no made-up zeros for the sockets not open now
