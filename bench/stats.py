@@ -340,7 +340,13 @@ def _row(cells: list[Mapping[str, Any]], threshold: float, planned: int | None) 
         "noisy": sp is not None and sp > threshold,
         "good_rps": None
         if not good
-        else {"median": median(good), "min": min(good), "max": max(good), "spread": spread(good)},
+        else {
+            "median": median(good),
+            "min": min(good),
+            "max": max(good),
+            "spread": spread(good),
+            "ci95": ci95(good),
+        },
         "latency_us": latency,
         # the tail's interval over the rounds: a fixed-rate row's p99 is a headline figure
         "latency_ci95_us": {
@@ -469,7 +475,7 @@ def _rank(rows: list[dict[str, Any]]) -> None:
         ).append(row)
     for (_, _, label, _), board in boards.items():
         if label is None:
-            board.sort(key=lambda r: -float(r["rps"]["median"]))
+            board.sort(key=lambda r: -float(_ranked_rps(r)["median"]))
         else:
             board.sort(key=lambda r: float(_server_cost(r) or 0.0))
         for i, row in enumerate(board, start=1):
@@ -483,11 +489,19 @@ def _rank(rows: list[dict[str, Any]]) -> None:
             ]
 
 
+def _ranked_rps(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The requests/s a closed-loop row is ranked by: in an overload scenario, the good
+    answers' (a shed 503 or a 504 is counted, not rewarded), else every answer's."""
+    good: Mapping[str, Any] | None = row.get("good_rps")
+    rps: Mapping[str, Any] = row["rps"]
+    return good if good and good.get("median") is not None else rps
+
+
 def _ranked_ci(row: Mapping[str, Any]) -> list[float] | None:
-    """The interval of the figure a row is ranked by: requests/s, or at a fixed rate the
-    server's CPU per request."""
+    """The interval of the figure a row is ranked by: requests/s (good ones in an overload
+    scenario), or at a fixed rate the server's CPU per request."""
     if row.get("offered") is None:
-        return (row.get("rps") or {}).get("ci95")
+        return _ranked_rps(row).get("ci95")
     cost = (row.get("cost") or {}).get("server_cpu_us_per_request") or {}
     return cost.get("ci95")
 

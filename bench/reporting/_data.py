@@ -206,6 +206,12 @@ def rps(row: Row) -> str:
     return num(row["rps"]["median"])
 
 
+def rps_and_good(row: Row) -> str:
+    """Median requests/s; in an overload scenario, with the good answers' it is ranked by."""
+    good = (row.get("good_rps") or {}).get("median")
+    return rps(row) if good is None else f"{rps(row)} (good {num(good)})"
+
+
 def spread(row: Row) -> str:
     return num(row["rps"]["spread"], "{:.1f}%", 0.01)
 

@@ -35,7 +35,7 @@ def row_cells(row: Row) -> list[str]:
     return [
         rank_text(row),
         d.label(row),
-        d.rps(row),
+        d.rps_and_good(row),
         d.spread(row),
         d.ms(row, "p50"),
         d.ms(row, "p99"),

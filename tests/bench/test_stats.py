@@ -328,6 +328,20 @@ def test_good_rps_leaves_out_the_misses() -> None:
     assert stats.good_rps(hookless) is None
 
 
+def test_an_overload_row_is_ranked_by_its_good_answers() -> None:
+    cells = []
+    # "fast" answers more, but most of its answers are 504s: fewer good ones than "slow"
+    for target, rps, missed in (("fast", 900.0, 600), ("slow", 500.0, 0)):
+        for repeat in (1, 2):
+            cell = _cell(target, rps + repeat, repeat=repeat, scenario="agg")
+            cell["scenario"]["overload"] = True
+            cell["load"].update(responses=1000, mismatches=missed)
+            cells.append(cell)
+    rows = {r["target"]: r for r in stats.summarise(cells, noisy_threshold=0.1)}
+    assert rows["slow"]["rank"] == 1 and rows["fast"]["rank"] == 2
+    assert rows["slow"]["good_rps"]["ci95"] is not None
+
+
 def test_good_rps_is_an_overload_rows_figure_only() -> None:
     cells = []
     for repeat, (rps, missed) in enumerate([(500.0, 100), (600.0, 300), (550.0, 110)], start=1):
