@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 from statistics import median
-from types import TracebackType
 from typing import Any
+
+from .background import Background
 
 __all__ = ["END_MARGIN_S", "ConnectionSnapshot", "parse_ss", "requests_per_connection"]
 
@@ -90,21 +90,20 @@ def requests_per_connection(
 RECONNECTING_MEDIAN = 1.5
 
 
-class ConnectionSnapshot:
+class ConnectionSnapshot(Background):
     """Around one run of the load tool: at ``at_s`` seconds after entry, the byte counts
     of ``tool``'s sockets to ``port`` (:attr:`received`, empty if ``ss`` is missing or the
     tool had already closed them)."""
 
     def __init__(self, port: int, tool: str, at_s: float) -> None:
+        super().__init__("ss-snapshot", join_timeout_s=15)
         self.port = port
         self.tool = tool
         self.at_s = at_s
         self.received: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="ss-snapshot", daemon=True)
 
-    def _sample(self) -> None:
-        if self._stop.wait(self.at_s):
+    def run(self) -> None:
+        if self.stopping.wait(self.at_s):
             return  # the load ended first
         ss = shutil.which("ss")
         if ss is None:
@@ -118,16 +117,3 @@ class ConnectionSnapshot:
         )
         if done.returncode == 0:
             self.received = parse_ss(done.stdout, self.tool)
-
-    def __enter__(self) -> ConnectionSnapshot:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)

@@ -19,9 +19,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import psutil
+
+from .background import Background
 
 __all__ = [
     "CpuMeter",
@@ -190,10 +192,11 @@ def wait_idle(
     return time.monotonic() - started
 
 
-class TreeSampler:
+class TreeSampler(Background):
     """``with TreeSampler(pid) as s: ...`` then ``s.result()``."""
 
     def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        super().__init__("tree-sampler")
         self.pid = pid
         self.interval_s = interval_s
         # (user, system) CPU seconds by process (pid, create time: a reused pid is another)
@@ -204,8 +207,6 @@ class TreeSampler:
         self._last_switches: dict[tuple[int, float, int], tuple[int, int]] = {}
         self._peak_rss = 0
         self._samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
         self._lock = threading.Lock()
 
     def sample(self, *, first: bool = False) -> None:
@@ -231,18 +232,16 @@ class TreeSampler:
             self._peak_rss = max(self._peak_rss, rss)
             self._samples += 1
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
             self.sample()
 
-    def __enter__(self) -> TreeSampler:
+    def __enter__(self) -> Self:
         self.sample(first=True)
-        self._thread.start()
-        return self
+        return super().__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         self.sample()
 
     def result(self) -> TreeSample:

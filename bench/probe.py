@@ -11,21 +11,21 @@ when the cell's load ends, and after ``max_requests`` at most.
 from __future__ import annotations
 
 import http.client
-import threading
 import time
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .background import Background
 from .stats import percentile
 
 __all__ = ["Probe"]
 
 
-class Probe:
+class Probe(Background):
     def __init__(
         self, base_url: str, path: str, *, timeout_s: float, max_requests: int = 100_000
     ) -> None:
+        super().__init__("lab-probe", join_timeout_s=timeout_s + 1)
         parts = urlsplit(base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
@@ -35,25 +35,12 @@ class Probe:
         self.latencies_ms: list[float] = []
         self.errors = 0
         self.statuses: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lab-probe", daemon=True)
 
-    def __enter__(self) -> Probe:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(self.timeout_s + 1)
-
-    def _loop(self) -> None:
+    def run(self) -> None:
         conn: http.client.HTTPConnection | None = None
-        while not self._stop.is_set() and len(self.latencies_ms) + self.errors < self.max_requests:
+        while (
+            not self.stopping.is_set() and len(self.latencies_ms) + self.errors < self.max_requests
+        ):
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
             started = time.perf_counter()
@@ -65,7 +52,7 @@ class Probe:
                 self.errors += 1
                 conn.close()
                 conn = None
-                self._stop.wait(0.01)  # a refused connection would otherwise spin
+                self.stopping.wait(0.01)  # a refused connection would otherwise spin
                 continue
             self.latencies_ms.append((time.perf_counter() - started) * 1000)
             self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
