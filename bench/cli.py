@@ -260,7 +260,9 @@ def bench(args: argparse.Namespace) -> int:
 
     run = RunDir(Path(args.out) if args.out else default_run_dir(method))
     with idle.held_awake(method.awake_cpus) as awake:
-        code = _measure(args, method, argv, run, targets, groups, wrk, urls, awake)
+        code = _measure(
+            args, method, argv, run, targets, groups, wrk, urls, awake, report_now=not counts
+        )
     if code == 130 or not counts:
         return code
     assert urls is not None  # a reference's pairs need the services
@@ -322,8 +324,11 @@ def _measure(
     wrk: str,
     urls: preflight.ServiceUrls | None,
     awake: dict[str, Any],
+    *,
+    report_now: bool = True,
 ) -> int:
-    """Create or resume the run, measure every cell of ``groups``, summarise and report;
+    """Create or resume the run, measure every cell of ``groups``, summarise and (unless
+    ``report_now`` is False: more is measured into the run first) write its report;
     ``awake`` is what :func:`bench.idle.held_awake` did, recorded with the session."""
     cells = sum(len(g.cells) for g in groups)
     selection = {
@@ -407,9 +412,9 @@ def _measure(
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    rows = write_summary(run, method)
-    mf, _ = report.load_rows(run)
-    report.render(mf, rows, console)
+    write_summary(run, method)
+    if report_now:  # the run ends on its answer: tables, picks, and the files that say why
+        report.command(str(run.path))
     done = [c for c in run.iter_cells()]
     bad = [c for c in done if c["outcome"] != "ok"]
     console.print(

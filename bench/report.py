@@ -193,6 +193,7 @@ def command(directory: str, *, with_plots: bool = True) -> int:
     except FileNotFoundError:
         print(f"lab report: {directory} holds no benchmark results", file=sys.stderr)
         return 2
+    from .reporting import picker
     from .ui import make_console
 
     console = make_console()
@@ -206,4 +207,11 @@ def command(directory: str, *, with_plots: bool = True) -> int:
         highlight=False,
         markup=False,
     )
+    if lines := picker.picks(run):
+        console.print(
+            "Picks by workload (why, and the trade-offs: picker.md):\n"
+            + "\n".join(f"  {line}" for line in lines),
+            highlight=False,
+            markup=False,
+        )
     return 0

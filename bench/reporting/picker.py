@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from . import _data as d
 from ._data import Board, Row, Run
 
-__all__ = ["PROFILES", "Profile", "markdown"]
+__all__ = ["PROFILES", "Profile", "markdown", "picks"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,20 @@ def _tradeoffs(win: Score, rest: list[Score]) -> list[str]:
                 f"({d.cpu_ms_per_1k(r)} against {d.cpu_ms_per_1k(row)} CPU-ms/1k req)."
             )
     return out
+
+
+def picks(run: Run) -> list[str]:
+    """One line per workload profile the run measured: the pick, and the pairs whose lead
+    over the next is inside the run's noise with it (what the terminal shows at a run's end)."""
+    lines = []
+    for profile in PROFILES:
+        scores, _, boards = score(run, profile)
+        if not boards or not scores:
+            continue
+        tied = [b.target for b in scores[1:] if _lead_is_noise(scores[0], b, run.noisy_threshold)]
+        line = f"{profile.title}: {scores[0].target}"
+        lines.append(line + (f" (tied with {', '.join(tied)})" if tied else ""))
+    return lines
 
 
 def section(run: Run, profile: Profile) -> list[str]:

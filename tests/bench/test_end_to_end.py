@@ -88,6 +88,9 @@ def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> Non
     assert row["floors"]["server"]["rps_ratio"] > 0
     assert row["floors"]["framework"]["target"] == "hello_fastapi-uvicorn"
     assert (out / "raw" / "fastapi-uvicorn__json__c64__r1.wrk.json").exists()
+    # the run ends on its report: tables, the picker and the HTML page, written into it
+    for name in ("README.md", "picker.md", "report.html"):
+        assert (out / name).stat().st_size > 0, name
 
 
 def test_lab_bench_at_a_fixed_rate_records_costs_and_reads_them_against_the_floor(
