@@ -137,6 +137,7 @@ def bench(args: argparse.Namespace) -> int:
     argv = ["lab", *sys.argv[1:]] if Path(sys.argv[0]).name in {"lab", "cli.py"} else sys.argv
     experiments = _opt(args, "experiments")
     reference = bool(_opt(args, "reference", False))
+    table: dict[str, Any] = matrix_table("bench")["reference"] if reference else {}
     rates = tuple(str(r) for r in _opt(args, "rate") or ())
     if reference and (
         args.quick
@@ -209,7 +210,6 @@ def bench(args: argparse.Namespace) -> int:
             raise preflight.PreflightError(str(exc.args[0])) from None
         chosen = []
     elif reference:
-        table = matrix_table("bench")["reference"]
         chosen = choose_scenarios(list(table["scenarios"]), quick=False)
         roles = tuple(table.get("floor_roles", ("server", "framework")))
         targets = [t for t in choose_targets(args, roles) if scenarios_for(t, chosen, method)]
@@ -227,7 +227,8 @@ def bench(args: argparse.Namespace) -> int:
             "nothing to run: no chosen scenario declares rates (matrix.toml `rates`)"
         )
     cells = sum(len(g.cells) for g in groups)
-    counts = _instruction_counts(targets) if reference else []
+    counted = list(table.get("instruction_scenarios", ()))
+    counts = instructions.planned(targets, counted)
     if _opt(args, "list", False):
         for group in groups:
             for cell in group.cells:
@@ -266,22 +267,32 @@ def bench(args: argparse.Namespace) -> int:
     if code == 130 or not counts:
         return code
     assert urls is not None  # a reference's pairs need the services
-    table = matrix_table("bench")["reference"]
+    if _count_instructions(run, targets, counted, int(table["instruction_requests"]), urls):
+        return 130
+    write_summary(run, method)  # folds the counts into the fixed-rate rows
+    return max(code, report.command(str(run.path)))
+
+
+def _count_instructions(
+    run: RunDir,
+    targets: list[Target],
+    names: list[str],
+    requests: int,
+    urls: preflight.ServiceUrls,
+) -> bool:
+    """The reference's callgrind counts, into the run's folder (resumable as its cells are);
+    True when interrupted."""
     standalone = manifest.standalone_in(
-        "instructions",
-        run.run_id,
-        run.path,
-        urls,
-        instructions.method_record(int(table["instruction_requests"])),
+        "instructions", run.run_id, run.path, urls, instructions.method_record(requests)
     )
     try:
         instructions.count(
             targets,
-            list(table["instruction_scenarios"]),
+            names,
             env=standalone.env,
             out=run.path,
             header=standalone.header,
-            requests=int(table["instruction_requests"]),
+            requests=requests,
         )
     except KeyboardInterrupt:
         print(
@@ -289,9 +300,8 @@ def bench(args: argparse.Namespace) -> int:
             f"`lab bench --reference --out {run.path}`",
             file=sys.stderr,
         )
-        return 130
-    write_summary(run, method)  # folds the counts into the fixed-rate rows
-    return max(code, report.command(str(run.path)))
+        return True
+    return False
 
 
 # What a cell costs beyond its warm-up and measured seconds, a server start and one count
@@ -305,13 +315,6 @@ def estimate_s(method: Method, cells: int, starts: int, counts: int) -> float:
     """About how long a run takes, for choosing a matrix that fits a sitting."""
     per_cell = method.duration_s + method.warmup_s + CELL_OVERHEAD_S
     return cells * per_cell + starts * START_S + counts * COUNT_S
-
-
-def _instruction_counts(targets: list[Target]) -> list[tuple[Target, str]]:
-    """The reference's instruction counts: each target on each of the declared scenarios it
-    serves (a raw callable serves plaintext and json)."""
-    names = list(matrix_table("bench")["reference"]["instruction_scenarios"])
-    return instructions.planned(targets, names)
 
 
 def _measure(

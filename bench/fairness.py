@@ -34,6 +34,8 @@ from .background import Background
 __all__ = ["END_MARGIN_S", "ConnectionSnapshot", "parse_ss", "requests_per_connection"]
 
 END_MARGIN_S = 0.5
+# A median socket that has read this many responses or fewer: the server closes connections.
+RECONNECTING_MEDIAN = 1.5
 
 _OWNER = re.compile(r'users:\(\("([^"]+)",pid=(\d+)')
 _RECEIVED = re.compile(r"\bbytes_received:(\d+)")
@@ -84,10 +86,6 @@ def requests_per_connection(
         "sampled_at_s": round(at_s, 2),
         "how": "ss -tinp bytes_received per socket / mean response bytes",
     }
-
-
-# A median socket that has read this many responses or fewer: the server closes connections.
-RECONNECTING_MEDIAN = 1.5
 
 
 class ConnectionSnapshot(Background):

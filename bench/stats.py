@@ -406,16 +406,15 @@ def _per_connection(ok: list[Mapping[str, Any]]) -> dict[str, Any] | None:
         return None
     shares = [s["min_share_of_median"] for s in seen if s.get("min_share_of_median") is not None]
     least = min(shares, default=None)
+    # a server that closes its connections leaves short-lived sockets: no shares to judge
+    reconnected = any(s.get("reconnected") for s in seen)
     return {
         "min": min(s["min"] for s in seen),
         "median": median([s["median"] for s in seen]),
         "max": max(s["max"] for s in seen),
         "min_share_of_median": least,
-        # a server that closes its connections leaves short-lived sockets: no shares to judge
-        "starved": least is not None
-        and least < STARVED_SHARE
-        and not any(s.get("reconnected") for s in seen),
-        "reconnected": any(s.get("reconnected") for s in seen),
+        "starved": least is not None and least < STARVED_SHARE and not reconnected,
+        "reconnected": reconnected,
         "rounds": len(seen),
     }
 

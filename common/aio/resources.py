@@ -110,7 +110,7 @@ class Resources:
     http: aiohttp.ClientSession
     cpu: Executor | None
     ratelimit_script: AsyncScript
-    tasks: InFlight  # background tasks accepted and not finished, at most LAB_MAX_TASKS
+    task_slots: InFlight  # background tasks accepted and not finished, at most LAB_MAX_TASKS
     local_cache: LocalCache | None = None  # LAB_CACHE=local
     blocking_http: httpx.Client | None = None  # LAB_UPSTREAM_CLIENT=blocking
 
@@ -208,7 +208,7 @@ async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Res
             http=http,
             cpu=executor,
             ratelimit_script=redis_client.register_script(ratelimit.LUA_SOURCE),
-            tasks=InFlight(settings.max_tasks),
+            task_slots=InFlight(settings.max_tasks),
             local_cache=LocalCache.for_settings(settings),
             blocking_http=blocking_http,
         )

@@ -333,8 +333,8 @@ async def cpu(res: Resources, n: int) -> Reply:
 async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
     """Record the task in Redis, then let the framework run :func:`run_task` after replying.
     Past ``LAB_MAX_TASKS`` unfinished tasks in this worker, none is accepted (503)."""
-    if not res.tasks.admit():
-        raise too_many_tasks(res.tasks.limit)
+    if not res.task_slots.admit():
+        raise too_many_tasks(res.task_slots.limit)
     task_id = secrets.token_hex(16)
     try:
         async with res.redis.pipeline(transaction=True) as pipe:
@@ -344,7 +344,7 @@ async def create_task(res: Resources, spec: TaskIn) -> tuple[Reply, str]:
             pipe.expire(keys.task_key(task_id), TASK_TTL_S)
             await pipe.execute()
     except REDIS_DOWN as exc:
-        res.tasks.release()
+        res.task_slots.release()
         degraded("task store answering 503", exc)
         raise backend_unavailable("The task store (Redis)") from None
     return replies.task_accepted_reply(task_id), task_id
@@ -358,7 +358,7 @@ async def run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
     try:
         await _run_task(res, task_id, spec)
     finally:
-        res.tasks.release()
+        res.task_slots.release()
 
 
 async def _run_task(res: Resources, task_id: str, spec: TaskIn) -> None:
