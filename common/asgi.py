@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
 
-from . import compression, negotiation
+from . import compression, negotiation, stall
 from .accesslog import log_access
 from .admission import EXEMPT_PATHS, InFlight, worker_gate
 from .problems import MAX_BODY_BYTES, Problem, not_found, overloaded, payload_too_large
@@ -75,6 +75,7 @@ class LabMiddleware:
         # Read on every request: plain attributes, not a walk through settings.
         self.timing = settings.timing
         self.access_log = settings.access_log
+        self.write_timeout = settings.write_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,28 +97,38 @@ class LabMiddleware:
             if path != "/" and (path.endswith("/") or "//" in path):
                 app = _not_found
         timed = started if self.timing else None
-        if coding is None and not self.access_log:
-            # The hot path: no coding to apply, so every rule is decided on the response head
-            # and the body passes straight through; one closure, no per-request object. A
-            # plain function that returns the server's awaitable, not an ``async def``: ASGI
-            # asks only for an awaitable callable, and a coroutine of our own would cost a
-            # frame and a suspension chain on each of the response's sends.
-            def send_identity(message: Message) -> Awaitable[None]:
-                if message["type"] == "http.response.start":
-                    message = _head_rules(message, timed)
-                return send(message)
-
-            await app(scope, receive, send_identity)
-            return
-        responder = _Responder(self.settings, send, timed, coding)
-        if not self.access_log:
-            await app(scope, receive, responder.send)
-            return
         try:
-            await app(scope, receive, responder.send)
-        finally:  # an exception escaping the app is the server's 500
-            duration_ms = (time.perf_counter() - started) * 1000
-            log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
+            if coding is None and not self.access_log:
+                # The hot path: no coding to apply, so every rule is decided on the response
+                # head and the body passes straight through; one closure, no per-request
+                # object. A plain function that returns the server's awaitable, not an
+                # ``async def``: ASGI asks only for an awaitable callable, and a coroutine of
+                # our own would cost a frame and a suspension chain on each of the sends. Only
+                # a streamed chunk's send is bounded in time (common/stall.py).
+                write_timeout = self.write_timeout
+
+                def send_identity(message: Message) -> Awaitable[None]:
+                    if message["type"] == "http.response.start":
+                        message = _head_rules(message, timed)
+                    elif message.get("more_body"):
+                        return stall.within(send(message), write_timeout)
+                    return send(message)
+
+                await app(scope, receive, send_identity)
+                return
+            responder = _Responder(self.settings, send, timed, coding)
+            if not self.access_log:
+                await app(scope, receive, responder.send)
+                return
+            try:
+                await app(scope, receive, responder.send)
+            finally:  # an exception escaping the app is the server's 500
+                duration_ms = (time.perf_counter() - started) * 1000
+                log_access(scope["method"], scope["path"], responder.status or 500, duration_ms)
+        except* stall.ClientStalled as stalled:
+            # The server sees a response that never completed and closes the connection:
+            # the client gets a truncated body, never one that looks whole.
+            stall.abandoned(scope["path"], stalled.exceptions[0])
 
 
 def admitted(app: ASGIApp, settings: Settings) -> ASGIApp:
@@ -204,7 +215,7 @@ class _Responder:
         self, settings: Settings, send: Send, started: float | None, coding: str | None
     ) -> None:
         self.settings = settings
-        self.raw_send = send
+        self.raw_send = _bounded(send, settings.write_timeout_s)
         self.started = started
         self.coding = coding
         self.pending: Message | None = None
@@ -275,6 +286,17 @@ class _Responder:
         await self.raw_send(
             {"type": "http.response.body", "body": self.encoder.compress(body), "more_body": True}
         )
+
+
+def _bounded(send: Send, seconds: float) -> Send:
+    """``send`` with each streamed chunk's write bounded in time (common/stall.py)."""
+
+    def bounded(message: Message) -> Awaitable[None]:
+        if message.get("more_body"):
+            return stall.within(send(message), seconds)
+        return send(message)
+
+    return bounded
 
 
 def _limited_receive(receive: Receive, content_length: str | None) -> Receive:

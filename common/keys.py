@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "lab:"
 
 
@@ -15,3 +17,9 @@ def ratelimit_key(client: str) -> str:
 
 def task_key(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
+
+
+def idempotency_key(key: str) -> str:
+    """A client's ``Idempotency-Key``, hashed: up to 255 characters of its choosing become a
+    fixed-length key."""
+    return f"{PREFIX}idem:{hashlib.sha256(key.encode()).hexdigest()}"

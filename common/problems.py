@@ -193,5 +193,18 @@ def too_many_tasks(limit: int) -> Problem:
     )
 
 
+def limiter_saturated() -> Problem:
+    """``GET /limited`` when every connection of the worker's Redis pool stayed busy for the
+    pool's timeout (SPEC §3.7): Redis is not down, the worker is full, and failing open would
+    let the flood that filled it through. A 503 like ``overloaded``'s, to be retried."""
+    return Problem(
+        503,
+        "The rate limiter cannot decide: this server's Redis connections are all in use; "
+        "try again shortly.",
+        headers={"Retry-After": "1"},
+        slug="overloaded",
+    )
+
+
 def internal() -> Problem:
     return Problem(500, "An unexpected error occurred; it has been logged.")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from . import formats, httpcache, items, negotiation
+from . import formats, httpcache, idempotency, items, negotiation
 from .items import Row, dump, item_dict
 from .problems import Problem, backend_unavailable, not_acceptable, not_found
 from .reply import JSON, Reply
@@ -136,8 +136,13 @@ def aggregate_reply(outcomes: Sequence[dict[str, Any] | str], started: float) ->
     return Reply(dump({"results": results, "errors": errors, "elapsed_ms": elapsed_ms}))
 
 
-def created_item_reply(row: Row) -> Reply:
-    return Reply(dump(item_dict(row)), status=201, headers={"Location": f"/items/{row[0]}"})
+def created_item_reply(row: Row, *, replayed: bool = False) -> Reply:
+    """201 with the stored row; ``replayed``: the same answer again for a repeated
+    ``Idempotency-Key``, saying so in a header."""
+    headers = {"Location": f"/items/{row[0]}"}
+    if replayed:
+        headers[idempotency.REPLAYED_HEADER] = "true"
+    return Reply(dump(item_dict(row)), status=201, headers=headers)
 
 
 def task_accepted_reply(task_id: str) -> Reply:

@@ -80,6 +80,7 @@ class Settings:
     upstream_url: str
     upstream_timeout_ms: int = 1000
     cache_ttl_s: int = 60
+    idempotency_ttl_s: int = 86_400  # common/idempotency.py
     rate_limit: RateLimit = RateLimit(100, 60)
     trusted_proxies: tuple[str, ...] = ()
     limiter_fail_closed: bool = False
@@ -88,6 +89,7 @@ class Settings:
     redis_pool_size: int = 1000
     cpu_executor: str = "thread"  # thread | process | inline
     stream_batch: int = 500
+    write_timeout_s: float = 30.0  # common/stall.py
     compression_min_size: int = 1000
     gzip_level: int = 6
     br_level: int = 4
@@ -192,6 +194,7 @@ class Settings:
             upstream_url=e.get("LAB_UPSTREAM_URL", "http://127.0.0.1:8081").rstrip("/"),
             upstream_timeout_ms=num("LAB_UPSTREAM_TIMEOUT_MS", 1000, 1, 600_000),
             cache_ttl_s=num("LAB_CACHE_TTL", 60, 1, 86_400 * 30),
+            idempotency_ttl_s=num("LAB_IDEMPOTENCY_TTL", 86_400, 1, 86_400 * 30),
             rate_limit=RateLimit.parse(e.get("LAB_RATE_LIMIT", "100/60s")),
             trusted_proxies=proxies,
             limiter_fail_closed=fail == "closed",
@@ -200,6 +203,7 @@ class Settings:
             redis_pool_size=num("LAB_REDIS_POOL_SIZE", 1000, 1, 10_000),
             cpu_executor=executor,
             stream_batch=num("LAB_STREAM_BATCH", 500, 1, 100_000),
+            write_timeout_s=num("LAB_WRITE_TIMEOUT_MS", 30_000, 100, 600_000) / 1000,
             compression_min_size=num("LAB_COMPRESSION_MIN_SIZE", 1000, 0, 1 << 30),
             gzip_level=num("LAB_GZIP_LEVEL", 6, 1, 9),
             br_level=num("LAB_BR_LEVEL", 4, 0, 11),

@@ -24,6 +24,8 @@ ITEMS_PAGE_OFFSET_IN_CATEGORY = (
 )
 ITEMS_BATCH = f"SELECT {_ITEM} FROM items WHERE id = ANY($1::int[])"
 ITEMS_FIRST = f"SELECT {_ITEM} FROM items WHERE id <= $1 ORDER BY id"
+# GET /stream/items, one batch: the next $3 rows after id $1, up to id $2 (the count).
+ITEMS_STREAM_BATCH = f"SELECT {_ITEM} FROM items WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
 
 
 def page_statement(offset: bool, category: str | None) -> str:
@@ -37,6 +39,13 @@ def page_statement(offset: bool, category: str | None) -> str:
 ITEM_INSERT = (
     "INSERT INTO items (name, category, price, description, created_at) "
     f"VALUES ($1, $2, $3, '', now()) RETURNING {_ITEM}"
+)
+# POST /items with an Idempotency-Key (common/idempotency.py): the id is reserved first and
+# recorded under the key; the insert names it, and a row already there is left as it is.
+ITEM_ID_RESERVE = "SELECT nextval(pg_get_serial_sequence('items', 'id'))"
+ITEM_INSERT_WITH_ID = (
+    "INSERT INTO items (id, name, category, price, description, created_at) "
+    f"VALUES ($1, $2, $3, $4, '', now()) ON CONFLICT (id) DO NOTHING RETURNING {_ITEM}"
 )
 
 WORLD_BY_ID = "SELECT id, randomnumber FROM world WHERE id = $1"

@@ -27,6 +27,7 @@ from .problems import (
 T = TypeVar("T")
 
 __all__ = [
+    "check_events_duration",
     "decode_body",
     "int_param",
     "is_json_media_type",
@@ -82,6 +83,20 @@ def _integer(raw: str) -> int | None:
 def _shown(text: str, limit: int = 24) -> str:
     """A value quoted in a problem's detail, cut short: the detail echoes the input."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def check_events_duration(count: int, interval_ms: int) -> None:
+    """SPEC §3.9: an event stream lasts at most a minute, whatever its two parameters allow
+    each on its own (1000 events 10 s apart would hold a connection, and a WSGI thread, for
+    nearly three hours). Checked by the service, after each framework has checked the two."""
+    if (count - 1) * interval_ms > items.EVENTS_DURATION_MAX_MS:
+        limit = items.EVENTS_DURATION_MAX_MS
+        raise validation(
+            FieldError(
+                ("query", "interval_ms"),
+                f"(count - 1) x interval_ms must be at most {limit} ms (one minute)",
+            )
+        )
 
 
 def path_id(raw: str) -> int:

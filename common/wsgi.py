@@ -64,6 +64,11 @@ class LabWSGIMiddleware:
             coding = negotiation.best_encoding(environ.get("HTTP_ACCEPT_ENCODING"))
         body = self.app(environ, response.start_response)
         out = response.finish(body, coding, start_response)
+        if (sock := environ.get("gunicorn.socket")) is not None:
+            # gunicorn hands the app its socket: a timeout bounds each of the server's writes
+            # of this response (common/stall.py), so a client that stops reading frees the
+            # worker's thread. Set once the body is read; gunicorn resets it on reuse.
+            sock.settimeout(self.settings.write_timeout_s)
         if not self.settings.access_log:
             return out
         # LAB_ACCESS_LOG=on (SPEC §6): logged when the server closes the body, i.e. once sent.

@@ -21,7 +21,6 @@ import aiohttp
 import asyncpg
 import httpx
 from asyncpg.pool import PoolConnectionProxy
-from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -31,11 +30,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from .. import cpu, ratelimit
 from ..admission import InFlight
 from ..localcache import LocalCache
+from ..redispool import AsyncBlockingPool
 from ..settings import Settings
 
 log = logging.getLogger("lab")
 
-__all__ = ["Connect", "Database", "Resources", "open_pool", "open_resources"]
+__all__ = ["BoundedPool", "Connect", "Database", "Resources", "open_pool", "open_resources"]
 
 
 class Database(Protocol):
@@ -102,6 +102,40 @@ class Connect:
             return await conn.fetchval(query, *args, timeout=timeout)
 
 
+class BoundedPool:
+    """An ``asyncpg.Pool`` whose every acquire waits at most ``LAB_DB_TIMEOUT_MS``. asyncpg's
+    own ``acquire()`` and ``fetch()`` wait for a free connection without end, so a request
+    would queue for as long as the pool's holders take; bounded, it gets SPEC §3.16's 503
+    instead (``TimeoutError`` is in the service's ``DB_DOWN``). The sync twin's psycopg
+    pool has the same bound built in (``timeout=``)."""
+
+    __slots__ = ("_pool", "_timeout")
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    def acquire(self) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy]:
+        return self._pool.acquire(timeout=self._timeout)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(  # asyncpg.Pool.fetchval's signature, timeout included
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, timeout=timeout)
+
+
 @dataclass(slots=True)
 class Resources:
     settings: Settings
@@ -140,7 +174,7 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def open_pool(settings: Settings) -> AsyncIterator[BoundedPool]:
     """The worker's PostgreSQL pool, opened and warmed, closed on leaving. The pairs' pool, and
     the hello worlds' ``/db`` floors' (``impls/floors``): issue 8 compares the two on "the same
     query on the same pool", command timeout included (asyncpg arms a timer per query)."""
@@ -157,7 +191,7 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     assert pool is not None
     await _warm(pool, settings.db_pool_size)
     try:
-        yield pool
+        yield BoundedPool(pool, settings.db_timeout_s)
     finally:
         try:
             await asyncio.wait_for(pool.close(), timeout=5)
@@ -179,7 +213,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
 async def _open_resources(settings: Settings, db: Database) -> AsyncIterator[Resources]:
     # Timeouts and a blocking pool: Settings.redis_pool says why; the retry is per twin.
     redis_client: Redis = Redis.from_pool(
-        BlockingConnectionPool.from_url(
+        AsyncBlockingPool.from_url(
             settings.redis_url,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             **settings.redis_pool(),

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -23,10 +23,11 @@ import redis.exceptions
 from asyncpg.pool import PoolConnectionProxy
 
 from .. import cpu as cpu_mod
-from .. import formats, keys, ratelimit, replies, sql, techempower
+from .. import formats, idempotency, keys, ratelimit, replies, sql, techempower, validation
 from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
-from ..problems import Outage, Problem, backend_unavailable, too_many_tasks
+from ..problems import Outage, Problem, backend_unavailable, limiter_saturated, too_many_tasks
+from ..redispool import PoolExhausted
 from ..reply import Reply, StreamReply
 from ..upstream import upstream_call
 from .resources import Resources
@@ -88,8 +89,26 @@ async def updates(res: Resources, count: int) -> Reply:
         async with res.db.acquire() as conn:
             worlds = [techempower.world_dict(await _world(conn, i)) for i in ids]
             stored = techempower.new_numbers(worlds)
-            await conn.execute(sql.WORLD_UPDATE, list(stored), list(stored.values()))
+            await _retried_if_rolled_back(
+                lambda: conn.execute(sql.WORLD_UPDATE, list(stored), list(stored.values()))
+            )
     return replies.json_reply(worlds)
+
+
+ROLLBACK_RETRIES = 2
+
+
+async def _retried_if_rolled_back(statement: Callable[[], Awaitable[T]]) -> T:
+    """PostgreSQL rolls a transaction back to break a deadlock or to keep serializability;
+    nothing was stored, so the statement runs again, up to ``ROLLBACK_RETRIES`` more times,
+    and past them the error is the 503 of ``DB_DOWN``. (The lab's UPDATE locks rows in id
+    order and so cannot deadlock with itself; the retry covers what else may share them.)"""
+    for _ in range(ROLLBACK_RETRIES):
+        try:
+            return await statement()
+        except asyncpg.exceptions.TransactionRollbackError:
+            log.warning("PostgreSQL rolled a transaction back; running it again")
+    return await statement()
 
 
 async def fortunes(res: Resources) -> Reply:
@@ -193,50 +212,84 @@ async def products(res: Resources, accept: str | None) -> Reply:
     return replies.products_reply(rows, media_type)
 
 
-async def create_item(res: Resources, item: ItemIn) -> Reply:
+async def create_item(res: Resources, item: ItemIn, idempotency_key: str | None = None) -> Reply:
+    if idempotency_key is not None:
+        return await _create_item_once(res, item, idempotency.check_key(idempotency_key))
     with database:
         row = await res.db.fetchrow(sql.ITEM_INSERT, item.name, item.category, round(item.price, 2))
     assert row is not None
     return replies.created_item_reply(row)
 
 
+async def _create_item_once(res: Resources, item: ItemIn, key: str) -> Reply:
+    """``POST /items`` with an ``Idempotency-Key`` (common/idempotency.py says how): reserve
+    a row id, record it under the key unless the key has a record already, then insert that
+    row unless it is there."""
+    fingerprint = idempotency.fingerprint(item)
+    with database:
+        reserved = int(await res.db.fetchval(sql.ITEM_ID_RESERVE))
+    redis_key = keys.idempotency_key(key)
+    try:  # SET NX GET (Redis 7): the record stored, or the one already there, in one step
+        existing = await res.redis.set(
+            redis_key,
+            idempotency.record(fingerprint, reserved),
+            nx=True,
+            get=True,
+            ex=res.settings.idempotency_ttl_s,
+        )
+    except REDIS_DOWN as exc:  # without the record, a retry could store the item twice
+        degraded("idempotency keys answering 503", exc)
+        raise backend_unavailable("Idempotency keys (Redis)") from None
+    item_id = idempotency.item_id_for(existing, fingerprint, reserved)
+    args = (item.name, item.category, round(item.price, 2))
+    with database:
+        row = await res.db.fetchrow(sql.ITEM_INSERT_WITH_ID, item_id, *args)
+        replayed = row is None
+        if replayed:  # stored by an earlier request with this key
+            row = await res.db.fetchrow(sql.ITEM_BY_ID, item_id)
+    assert row is not None
+    return replies.created_item_reply(row, replayed=replayed)
+
+
 # -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
 
 
 async def stream_items(res: Resources, count: int, accept: str | None) -> Reply | StreamReply:
-    """Negotiate (406) and check PostgreSQL (503) now: once the head is sent, an error can only
-    cut the stream short. Rows are then fetched lazily while sending."""
+    """Negotiate (406) and read the first batch (503) now: once the head is sent, an error
+    can only cut the stream short. The other batches are read while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
     if not res.settings.streaming:  # LAB_STREAMING=off: every row, the whole body at once
         with database:
             rows = await res.db.fetch(sql.ITEMS_FIRST, count)
         return replies.whole_stream_reply(rows, fmt)
-    # A probe rather than holding a connection from here: a generator that is never started
-    # (client gone before the body) would never release it.
+    batch = res.settings.stream_batch
     with database:
-        await res.db.fetchval(sql.PING)
+        first = await res.db.fetch(sql.ITEMS_STREAM_BATCH, 0, count, batch)
     return StreamReply(
-        _item_chunks(res, count, fmt),
+        _item_chunks(res, first, count, fmt),
         formats.content_type_header(fmt.media_type),
         headers={"Vary": "Accept"},
     )
 
 
 async def _item_chunks(
-    res: Resources, count: int, fmt: formats.StreamFormat
+    res: Resources, rows: list[asyncpg.Record], count: int, fmt: formats.StreamFormat
 ) -> AsyncIterator[bytes]:
-    yield fmt.head()
+    """One batch at a time by keyset (ids after the last one sent), each read on a pool
+    connection held for that query only: a client that reads slowly, or stops reading,
+    holds no database connection while the server waits to write. Memory stays one batch
+    deep, whatever the count."""
     batch = res.settings.stream_batch
-    # A server-side cursor needs a transaction; it holds one pool connection while it streams
-    # and memory stays one batch deep, whatever the count.
-    async with res.db.acquire() as conn, conn.transaction(readonly=True):
-        cursor = await conn.cursor(sql.ITEMS_FIRST, count)
-        while rows := await cursor.fetch(batch):
+    yield fmt.head() + fmt.batch([item_dict(r) for r in rows])
+    while len(rows) == batch:
+        rows = await res.db.fetch(sql.ITEMS_STREAM_BATCH, rows[-1][0], count, batch)
+        if rows:
             yield fmt.batch([item_dict(r) for r in rows])
     yield fmt.tail()
 
 
 def stream_events(count: int, interval_ms: int) -> StreamReply:
+    validation.check_events_duration(count, interval_ms)  # 422 before the head
     return StreamReply(
         _events(count, interval_ms),
         "text/event-stream",
@@ -262,6 +315,9 @@ async def limited(res: Resources, client: str) -> Reply:
         count, ttl_ms = await res.ratelimit_script(
             keys=[keys.ratelimit_key(client)], args=[rl.limit, rl.window_s * 1000]
         )
+    except PoolExhausted as exc:  # Redis answers, this worker is full: a flood stays out
+        degraded("rate limiter refusing (503): the worker's Redis pool is full", exc)
+        raise limiter_saturated() from None
     except REDIS_DOWN as exc:
         if res.settings.limiter_fail_closed:
             degraded("rate limiter failing closed (503)", exc)

@@ -31,6 +31,7 @@ from .. import cpu, ratelimit
 from ..admission import LockedInFlight
 from ..items import FANOUT_MAX
 from ..localcache import LocalCache
+from ..redispool import BlockingPool
 from ..settings import Settings
 
 log = logging.getLogger("lab")
@@ -46,7 +47,7 @@ Pool = ConnectionPool[Connection[TupleRow]]
 
 
 def _connection_kwargs(settings: Settings) -> dict[str, Any]:
-    # Every statement but the streaming cursor's runs alone: autocommit spares the
+    # Every statement runs alone (the stream reads one batch per query): autocommit spares the
     # BEGIN/COMMIT round trips. UTC so timestamptz values load as UTC datetimes, which
     # ``common.items.dump`` writes with ``Z`` (asyncpg always returns UTC).
     return {
@@ -163,7 +164,7 @@ def open_resources(
 def _open_resources(settings: Settings, db: Pool | Connect) -> Iterator[Resources]:
     # Timeouts and a blocking pool: Settings.redis_pool says why; the retry is per twin.
     redis_client = redis.Redis.from_pool(
-        redis.BlockingConnectionPool.from_url(
+        BlockingPool.from_url(
             settings.redis_url,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             **settings.redis_pool(),

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -23,10 +23,11 @@ from psycopg_pool import PoolTimeout
 from redis.typing import EncodableT, FieldT
 
 from .. import cpu as cpu_mod
-from .. import formats, keys, ratelimit, replies, sql, techempower
+from .. import formats, idempotency, keys, ratelimit, replies, sql, techempower, validation
 from ..degraded import DegradedLog
 from ..items import PRODUCTS_COUNT, ItemIn, TaskIn, item_dict
-from ..problems import Outage, Problem, backend_unavailable, too_many_tasks
+from ..problems import Outage, Problem, backend_unavailable, limiter_saturated, too_many_tasks
+from ..redispool import PoolExhausted
 from ..reply import Reply, StreamReply
 from ..upstream import upstream_call
 from .resources import Resources
@@ -80,7 +81,10 @@ PAGE_STATEMENTS = {
 }
 ITEMS_BATCH = Statement(sql.ITEMS_BATCH)
 ITEMS_FIRST = Statement(sql.ITEMS_FIRST)
+ITEMS_STREAM_BATCH = Statement(sql.ITEMS_STREAM_BATCH)
 ITEM_INSERT = Statement(sql.ITEM_INSERT)
+ITEM_ID_RESERVE = Statement(sql.ITEM_ID_RESERVE)
+ITEM_INSERT_WITH_ID = Statement(sql.ITEM_INSERT_WITH_ID)
 PING = Statement(sql.PING)
 
 
@@ -121,8 +125,32 @@ def updates(res: Resources, count: int) -> Reply:
             for i in ids
         ]
         stored = techempower.new_numbers(worlds)
-        cur.execute(WORLD_UPDATE.text, WORLD_UPDATE.params(list(stored), list(stored.values())))
+        args = WORLD_UPDATE.params(list(stored), list(stored.values()))
+        _retried_if_rolled_back(lambda: cur.execute(WORLD_UPDATE.text, args))
     return replies.json_reply(worlds)
+
+
+ROLLBACK_RETRIES = 2
+# SQLSTATE class 40; psycopg derives its two common members from OperationalError, not from
+# the class's own TransactionRollback.
+ROLLED_BACK = (
+    psycopg.errors.TransactionRollback,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
+
+def _retried_if_rolled_back(statement: Callable[[], T]) -> T:
+    """The async twin's ``_retried_if_rolled_back``: a statement PostgreSQL rolled back
+    (deadlock, serialization failure) stored nothing and runs again, up to
+    ``ROLLBACK_RETRIES`` more times; past them, the 503 of ``DB_DOWN``. The pool's
+    connections autocommit, so each statement is its own transaction."""
+    for _ in range(ROLLBACK_RETRIES):
+        try:
+            return statement()
+        except ROLLED_BACK:
+            log.warning("PostgreSQL rolled a transaction back; running it again")
+    return statement()
 
 
 def _one(row: TupleRow | None) -> TupleRow:
@@ -233,83 +261,81 @@ def products(res: Resources, accept: str | None) -> Reply:
     return replies.products_reply(rows, media_type)
 
 
-def create_item(res: Resources, item: ItemIn) -> Reply:
+def create_item(res: Resources, item: ItemIn, idempotency_key: str | None = None) -> Reply:
+    if idempotency_key is not None:
+        return _create_item_once(res, item, idempotency.check_key(idempotency_key))
     with database:
         row = _fetchrow(res, ITEM_INSERT, item.name, item.category, round(item.price, 2))
     assert row is not None
     return replies.created_item_reply(row)
 
 
+def _create_item_once(res: Resources, item: ItemIn, key: str) -> Reply:
+    """The async twin's ``_create_item_once``: reserve a row id, record it under the key
+    unless the key has a record already, then insert that row unless it is there."""
+    fingerprint = idempotency.fingerprint(item)
+    with database:
+        reserved = int(_one(_fetchrow(res, ITEM_ID_RESERVE))[0])
+    try:  # SET NX GET (Redis 7): the record stored, or the one already there, in one step
+        existing = res.redis.set(
+            keys.idempotency_key(key),
+            idempotency.record(fingerprint, reserved),
+            nx=True,
+            get=True,
+            ex=res.settings.idempotency_ttl_s,
+        )
+    except REDIS_DOWN as exc:  # without the record, a retry could store the item twice
+        degraded("idempotency keys answering 503", exc)
+        raise backend_unavailable("Idempotency keys (Redis)") from None
+    item_id = idempotency.item_id_for(existing, fingerprint, reserved)
+    args = (item.name, item.category, round(item.price, 2))
+    with database:
+        row = _fetchrow(res, ITEM_INSERT_WITH_ID, item_id, *args)
+        replayed = row is None
+        if replayed:  # stored by an earlier request with this key
+            row = _fetchrow(res, ITEM_BY_ID, item_id)
+    assert row is not None
+    return replies.created_item_reply(row, replayed=replayed)
+
+
 # -- Streaming (SPEC §3.8, 3.9) ---------------------------------------------------------
 
 
 def stream_items(res: Resources, count: int, accept: str | None) -> Reply | StreamReply:
-    """Negotiate now (a 406 must come before the first byte), and open the cursor now: an
-    outage must be a 503 before the first byte too, not a stream that breaks off. The rest
-    is fetched lazily while sending."""
+    """Negotiate (406) and read the first batch (503) now: once the head is sent, an error
+    can only cut the stream short. The other batches are read while sending."""
     fmt = formats.stream_format(replies.stream_media_type(accept))
     if not res.settings.streaming:  # LAB_STREAMING=off: every row, the whole body at once
         with database:
             rows = _fetch(res, ITEMS_FIRST, count)
         return replies.whole_stream_reply(rows, fmt)
-    chunks = _item_chunks(res, count, fmt)
     with database:
-        first = next(chunks)  # connection, DECLARE and the first batch
+        first = _fetch(res, ITEMS_STREAM_BATCH, 0, count, res.settings.stream_batch)
     return StreamReply(
-        _Resumed(first, chunks),
+        _item_chunks(res, first, count, fmt),
         formats.content_type_header(fmt.media_type),
         headers={"Vary": "Accept"},
     )
 
 
-def _item_chunks(res: Resources, count: int, fmt: formats.StreamFormat) -> Generator[bytes]:
-    """A generator: the server pulls one batch at a time. If the client goes away the server
-    closes it (PEP 3333 ``close()``): GeneratorExit unwinds the ``with`` blocks, which roll
-    the transaction back and return the connection to the pool."""
+def _item_chunks(
+    res: Resources, rows: list[TupleRow], count: int, fmt: formats.StreamFormat
+) -> Iterator[bytes]:
+    """One batch at a time by keyset (ids after the last one sent), each read on a pool
+    connection held for that query only: a client that reads slowly, or stops reading,
+    holds no database connection while the server's thread waits to write. Memory stays one
+    batch deep, whatever the count."""
     batch = res.settings.stream_batch
-    # A server-side (named) cursor needs a transaction; it holds one pool connection while
-    # it streams and memory stays one batch deep, whatever the count.
-    with res.db.connection() as conn:
-        conn.read_only = True  # BEGIN READ ONLY, as asyncpg's transaction(readonly=True)
-        try:
-            with conn.transaction(), conn.cursor(name="lab_stream_items") as cursor:
-                cursor.itersize = batch
-                cursor.execute(ITEMS_FIRST.text, ITEMS_FIRST.params(count))
-                rows = cursor.fetchmany(batch)
-                yield fmt.head() + fmt.batch([item_dict(r) for r in rows])
-                while rows := cursor.fetchmany(batch):
-                    yield fmt.batch([item_dict(r) for r in rows])
-        finally:
-            if not conn.closed:
-                conn.read_only = None  # back to the server default before it returns to the pool
+    yield fmt.head() + fmt.batch([item_dict(r) for r in rows])
+    while len(rows) == batch:
+        rows = _fetch(res, ITEMS_STREAM_BATCH, rows[-1][0], count, batch)
+        if rows:
+            yield fmt.batch([item_dict(r) for r in rows])
     yield fmt.tail()
 
 
-class _Resumed:
-    """A started generator with its first chunk put back in front. ``close()`` reaches the
-    generator, so the connection it holds is released even if the body is never sent
-    (a HEAD request, a server that gives up before iterating)."""
-
-    __slots__ = ("_first", "_rest")
-
-    def __init__(self, first: bytes, rest: Generator[bytes]) -> None:
-        self._first: bytes | None = first
-        self._rest = rest
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        return next(self._rest)
-
-    def close(self) -> None:
-        self._rest.close()
-
-
 def stream_events(count: int, interval_ms: int) -> StreamReply:
+    validation.check_events_duration(count, interval_ms)  # 422 before the head
     return StreamReply(
         _events(count, interval_ms),
         "text/event-stream",
@@ -335,6 +361,9 @@ def limited(res: Resources, client: str) -> Reply:
         count, ttl_ms = res.ratelimit_script(
             keys=[keys.ratelimit_key(client)], args=[rl.limit, rl.window_s * 1000]
         )
+    except PoolExhausted as exc:  # Redis answers, this worker is full: a flood stays out
+        degraded("rate limiter refusing (503): the worker's Redis pool is full", exc)
+        raise limiter_saturated() from None
     except REDIS_DOWN as exc:
         if res.settings.limiter_fail_closed:
             degraded("rate limiter failing closed (503)", exc)

@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from common import compression, items, negotiation, ratelimit, replies, techempower
+from common import compression, items, negotiation, ratelimit, replies, stall, techempower
 from common.accesslog import log_access
 from common.admission import EXEMPT_PATHS, worker_gate
 from common.aio import Resources, open_resources, service
@@ -133,14 +133,19 @@ async def stream(request: web.Request, reply: StreamReply) -> web.StreamResponse
     response.enable_chunked_encoding()
     set_server_timing(request, response)
     await response.prepare(request)
+    write_timeout = settings.write_timeout_s
     try:
         async for chunk in reply.chunks:
             data = encoder.compress(chunk) if encoder else chunk
             if data:
-                await response.write(data)
+                await stall.within(response.write(data), write_timeout)
         if encoder:
             await response.write(encoder.finish())
         await response.write_eof()
+    except stall.ClientStalled as exc:  # it stopped reading: drop it without the last chunk
+        stall.abandoned(request.path, exc)
+        if request.transport is not None:
+            request.transport.close()
     except Exception:
         transport = request.transport
         if transport is None or transport.is_closing():
@@ -357,7 +362,8 @@ async def create_item(request: web.Request) -> Answer:
     # 405 was the router's; read_body is 413; decode_body does 415 → 400 → 422.
     body = await read_body(request)
     item = decode_body(body, request.headers.get(hdrs.CONTENT_TYPE), items.ItemIn)
-    return await service.create_item(request.app[RESOURCES], item)
+    key = request.headers.get("Idempotency-Key")
+    return await service.create_item(request.app[RESOURCES], item, key)
 
 
 @get("/cached/items/{id}")

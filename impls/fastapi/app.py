@@ -211,9 +211,13 @@ def create_app() -> FastAPI:
     ) -> Response:
         return render(await service.list_items(resources(request), limit, after, category))
 
-    async def create_item(request: Request, item: ItemBody) -> Response:
+    async def create_item(
+        request: Request,
+        item: ItemBody,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Response:
         spec = items.ItemIn(item.name, item.category, item.price)
-        return render(await service.create_item(resources(request), spec))
+        return render(await service.create_item(resources(request), spec, idempotency_key))
 
     @app.get("/cached/items/{id}")
     async def cached_item(

@@ -171,7 +171,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.post("/items")
     def create_item() -> Response:
         item = decode_body(request.get_data(), request.content_type, ItemIn)
-        return render(service.create_item(res(), item))
+        key = request.headers.get("Idempotency-Key")
+        return render(service.create_item(res(), item, key))
 
     @app.get("/cached/items/<id>")
     def cached_item(id: str) -> Response:

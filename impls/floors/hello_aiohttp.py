@@ -16,16 +16,15 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 
-import asyncpg
 import orjson
 from aiohttp import web
 
 from common import sql, techempower
-from common.aio.resources import open_pool
+from common.aio.resources import BoundedPool, open_pool
 from common.settings import get_settings
 from impls.floors import app_work
 
-POOL = web.AppKey("pool", asyncpg.Pool)
+POOL = web.AppKey("pool", BoundedPool)
 
 
 def _dumps(value: object) -> str:

@@ -198,9 +198,14 @@ async def list_items(
 
 
 @post("/items", before_request=require_json)
-async def create_item(request: AnyRequest, state: State, data: items.ItemIn) -> Response[Any]:
+async def create_item(
+    request: AnyRequest,
+    state: State,
+    data: items.ItemIn,
+    idempotency_key: Annotated[str | None, Parameter(header="idempotency-key")] = None,
+) -> Response[Any]:
     await strictly(request, items.ItemIn)
-    return render(await service.create_item(resources(state), data))
+    return render(await service.create_item(resources(state), data, idempotency_key))
 
 
 @get("/cached/items/{id:str}")

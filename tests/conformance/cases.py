@@ -203,6 +203,8 @@ BAD_REQUESTS: tuple[Case, ...] = (
     _v("§3.9", "/stream/events?interval_ms=-1", "query", "interval_ms"),
     _v("§3.9", "/stream/events?interval_ms=10001", "query", "interval_ms"),
     _v("§3.9", "/stream/events?interval_ms=x", "query", "interval_ms"),
+    # each in range, but 999 intervals of 100 ms: past the one-minute bound on a stream
+    _v("§3.9", "/stream/events?count=1000&interval_ms=100", "query", "interval_ms"),
     # §3.10 report
     _v("§3.10", "/report?rows=0", "query", "rows"),
     _v("§3.10", "/report?rows=5001", "query", "rows"),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.client import LabClient
@@ -148,6 +149,16 @@ class TestRedisDown:
             oc.get("/tasks/" + secrets.token_hex(16), allow={503}), 503, "backend-unavailable"
         )
 
+    def test_a_create_with_an_idempotency_key_is_503(self, oc: LabClient) -> None:
+        """SPEC §3.13: without its record in Redis a retry could store the item twice, so a
+        keyed ``POST /items`` is a 503; one without a key does not ask Redis (201)."""
+        item = {"name": f"keyed {secrets.token_hex(6)}", "category": "toys", "price": 1}
+        keyed = oc.post(
+            "/items", json=item, headers={"Idempotency-Key": secrets.token_hex(8)}, allow={503}
+        )
+        assert_problem(keyed, 503, "backend-unavailable")
+        assert oc.post("/items", json=item).status_code == 201
+
     def test_health_names_the_cache(self, oc: LabClient) -> None:
         """SPEC §3.16: 503 ``backend-unavailable`` with ``db: ok``, ``cache: down``."""
         doc = assert_problem(oc.get("/health", allow={503}), 503, "backend-unavailable")
@@ -210,6 +221,10 @@ class TestRedisBack:
         assert json_body(resp) == {"status": "ok", "db": "ok", "cache": "ok"}
 
 
+# A keyed POST /items sent while PostgreSQL is down (503), and sent again once it is back.
+RETRIED_KEY = f"retried-{secrets.token_hex(8)}"
+RETRIED_ITEM = {"name": f"retried {RETRIED_KEY}", "category": "toys", "price": 2}
+
 _DB_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/items/1", {}),
     ("GET", "/items?limit=2", {}),
@@ -221,6 +236,7 @@ _DB_ROUTES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/fortunes", {}),
     ("GET", "/stream/items?count=2", {}),
     ("POST", "/items", {"json": {"name": "down", "category": "toys", "price": 1}}),
+    ("POST", "/items", {"json": RETRIED_ITEM, "headers": {"Idempotency-Key": RETRIED_KEY}}),
 ]
 
 
@@ -261,3 +277,20 @@ class TestPostgresBack:
         within 10 s (polled)."""
         _poll(lambda: oc.get("/items/1", allow={503}), lambda r: r.status_code == 200, "/items/1")
         _poll(lambda: oc.get("/health", allow={503}), lambda r: r.status_code == 200, "health")
+
+    def test_a_keyed_create_retried_after_its_503_stores_one_row(
+        self, oc: LabClient, private: PrivateServices
+    ) -> None:
+        """SPEC §3.13: the keyed POST that got a 503 while PostgreSQL was down, sent twice
+        more: one row, and the same answer both times."""
+        headers = {"Idempotency-Key": RETRIED_KEY}
+        first = oc.post("/items", json=RETRIED_ITEM, headers=headers)
+        again = oc.post("/items", json=RETRIED_ITEM, headers=headers)
+        assert first.status_code == again.status_code == 201, (first.text, again.text)
+        assert json_body(first) == json_body(again)
+        assert again.headers.get("idempotent-replayed") == "true"
+        with psycopg.connect(private.urls.database_url, autocommit=True) as db:
+            row = db.execute(
+                "SELECT count(*) FROM items WHERE name = %s", (RETRIED_ITEM["name"],)
+            ).fetchone()
+        assert row is not None and row[0] == 1

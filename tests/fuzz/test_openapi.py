@@ -14,7 +14,7 @@ import jsonschema_rs
 import pytest
 import schemathesis
 
-from common import items, techempower
+from common import idempotency, items, techempower
 from common.problems import MAX_BODY_BYTES
 from lab.matrix import REPO_ROOT
 from tests.fuzz import OPENAPI_PATH, FuzzServer, load_document, operations, resolve
@@ -206,6 +206,9 @@ EXPECTED_BOUNDS: dict[str, Any] = {
     "Item.id.maximum": items.INT32_MAX,
     "Item.price.minimum": 0,
     "Item.price.maximum": NUMERIC_10_2_MAX,
+    # SPEC §3.13
+    "/items.post[Idempotency-Key].minLength": 1,
+    "/items.post[Idempotency-Key].maxLength": idempotency.KEY_MAX,
     # SPEC §3.8
     "/stream/items.get[count].minimum": 1,
     "/stream/items.get[count].maximum": items.STREAM_COUNT_MAX,

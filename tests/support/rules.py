@@ -46,9 +46,12 @@ SLUGS: Mapping[int, str] = {
     504: "upstream-timeout",
 }
 # Statuses whose problems may carry another slug besides SLUGS' (SPEC §2.1).
-OTHER_SLUGS: Mapping[int, tuple[str, ...]] = {503: ("overloaded",)}
+OTHER_SLUGS: Mapping[int, tuple[str, ...]] = {
+    422: ("idempotency-key-reused",),
+    503: ("overloaded",),
+}
 
-LOC_SOURCES = frozenset({"path", "query", "body"})
+LOC_SOURCES = frozenset({"path", "query", "header", "body"})
 _SERVER_TIMING = re.compile(r"(?:^|,)\s*app\s*;\s*dur=(\d+(?:\.\d*)?|\.\d+)(?:\s*(?:;|,|$))")
 
 
@@ -124,7 +127,7 @@ def problem_violations(status: int, headers: Mapping[str, str] | Any, body: byte
         phrase = None
     if phrase and doc.get("title") != phrase:
         problems.append(f"SPEC §2.1: problem title {doc.get('title')!r} != {phrase!r}")
-    if status == 422:
+    if status == 422 and doc.get("type") == f"urn:lab:problem:{SLUGS[422]}":
         errors = doc.get("errors")
         if not isinstance(errors, list) or not errors:
             problems.append(f"SPEC §2.1: 422 without a non-empty errors list: {errors!r}")
@@ -139,7 +142,7 @@ def problem_violations(status: int, headers: Mapping[str, str] | Any, body: byte
                 ):
                     problems.append(
                         f"SPEC §2.1: 422 error entry {err!r} is not "
-                        "{loc: [path|query|body, ...], msg: str}"
+                        "{loc: [path|query|header|body, ...], msg: str}"
                     )
     return problems
 

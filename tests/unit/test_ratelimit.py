@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from common import ratelimit
 from common.ratelimit import (
     LUA_SOURCE,
     Decision,
@@ -263,7 +266,13 @@ def test_concurrent_calls_get_distinct_counts(lua: _Lua) -> None:
     assert sum(decide(c, 1000, 50).allowed for c in counts) == 50
 
 
-def test_lua_source_is_the_file() -> None:
-    assert "INCR" in LUA_SOURCE
-    assert "PEXPIRE" in LUA_SOURCE
-    assert "PTTL" in LUA_SOURCE
+def test_the_script_redis_runs_is_the_file(lua: _Lua) -> None:
+    """What the twins register (``LUA_SOURCE``) is ``common/lua/ratelimit.lua`` as it stands,
+    and a decision loads exactly that text into Redis (by its SHA-1, as EVALSHA runs it)."""
+    source = (Path(ratelimit.__file__).parent / "lua" / "ratelimit.lua").read_bytes()
+    assert LUA_SOURCE.encode() == source
+    sha = hashlib.sha1(source).hexdigest()
+    lua.client.script_flush()
+    assert lua.client.script_exists(sha) == [False]
+    lua.run(lua.key(), 5, WINDOW_MS)
+    assert lua.client.script_exists(sha) == [True]
