@@ -59,7 +59,36 @@ class Database(Protocol):
     ) -> Any: ...
 
 
-class Connect:
+class _Queries:
+    """``fetch``, ``fetchrow`` and ``fetchval`` as ``asyncpg.Pool`` has them, each on a
+    connection from the subclass's ``acquire()``."""
+
+    __slots__ = ()
+
+    def acquire(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy | asyncpg.Connection]:
+        raise NotImplementedError
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(  # asyncpg.Pool.fetchval's signature, timeout included
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, timeout=timeout)
+
+
+class Connect(_Queries):
     """``LAB_DB_POOL=connect``: the part of ``asyncpg.Pool`` the service uses, except that
     every use opens a fresh connection and closes it afterwards, as an app without a pool
     does (connection set-up, authentication and teardown on every request)."""
@@ -84,28 +113,11 @@ class Connect:
                 conn.terminate()
                 raise
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.acquire() as conn:
-            return await conn.fetch(query, *args)
 
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.acquire() as conn:
-            return await conn.fetchrow(query, *args)
-
-    async def fetchval(  # asyncpg.Pool.fetchval's signature, timeout included
-        self,
-        query: str,
-        *args: Any,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> Any:
-        async with self.acquire() as conn:
-            return await conn.fetchval(query, *args, timeout=timeout)
-
-
-class BoundedPool:
+class BoundedPool(_Queries):
     """An ``asyncpg.Pool`` whose every acquire waits at most ``LAB_DB_TIMEOUT_MS``. asyncpg's
     own ``acquire()`` and ``fetch()`` wait for a free connection without end, so a request
-    would queue for as long as the pool's holders take; bounded, it gets SPEC §3.16's 503
+    would queue for as long as the pool's holders take; bounded, it gets SPEC §2.1's 503
     instead (``TimeoutError`` is in the service's ``DB_DOWN``). The sync twin's psycopg
     pool has the same bound built in (``timeout=``)."""
 
@@ -117,23 +129,6 @@ class BoundedPool:
 
     def acquire(self) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy]:
         return self._pool.acquire(timeout=self._timeout)
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.acquire() as conn:
-            return await conn.fetch(query, *args)
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.acquire() as conn:
-            return await conn.fetchrow(query, *args)
-
-    async def fetchval(  # asyncpg.Pool.fetchval's signature, timeout included
-        self,
-        query: str,
-        *args: Any,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> Any:
-        async with self.acquire() as conn:
-            return await conn.fetchval(query, *args, timeout=timeout)
 
 
 @dataclass(slots=True)
