@@ -171,38 +171,30 @@ class Outage:
             raise backend_unavailable(self.backend) from None
 
 
+def _full(detail: str) -> Problem:
+    """A 503 like a backend's, with its own slug, because nothing is down: the worker is
+    full, and a retry after a second may find room."""
+    return Problem(503, detail, headers={"Retry-After": "1"}, slug="overloaded")
+
+
 def overloaded(limit: int) -> Problem:
-    """A request shed by the worker's in-flight limit (``LAB_MAX_INFLIGHT``, SPEC §6): a 503 like
-    a backend's, with its own slug, because nothing is down; the worker is full."""
-    return Problem(
-        503,
-        f"The server is already handling {limit} requests; try again shortly.",
-        headers={"Retry-After": "1"},
-        slug="overloaded",
-    )
+    """A request shed by the worker's in-flight limit (``LAB_MAX_INFLIGHT``, SPEC §6)."""
+    return _full(f"The server is already handling {limit} requests; try again shortly.")
 
 
 def too_many_tasks(limit: int) -> Problem:
     """``POST /tasks`` past ``LAB_MAX_TASKS`` tasks queued or running in this worker (SPEC
     §3.15): a task accepted is a promise to run it, so past the bound none is accepted."""
-    return Problem(
-        503,
-        f"The server already holds {limit} background tasks; try again shortly.",
-        headers={"Retry-After": "1"},
-        slug="overloaded",
-    )
+    return _full(f"The server already holds {limit} background tasks; try again shortly.")
 
 
 def limiter_saturated() -> Problem:
     """``GET /limited`` when every connection of the worker's Redis pool stayed busy for the
     pool's timeout (SPEC §3.7): Redis is not down, the worker is full, and failing open would
-    let the flood that filled it through. A 503 like ``overloaded``'s, to be retried."""
-    return Problem(
-        503,
+    let the flood that filled it through."""
+    return _full(
         "The rate limiter cannot decide: this server's Redis connections are all in use; "
-        "try again shortly.",
-        headers={"Retry-After": "1"},
-        slug="overloaded",
+        "try again shortly."
     )
 
 
